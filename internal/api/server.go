@@ -1,0 +1,268 @@
+// Package api is berth's HTTP server for the Docker Engine REST API: version negotiation, routing
+// (image names may contain slashes and ports), Docker's error mapping and streaming responses. It
+// translates HTTP requests into calls on small backend interfaces; it must not hold state of its
+// own, touch the disk, or know how images or containers are stored.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/berth-dev/berth/internal/events"
+	"github.com/berth-dev/berth/internal/version"
+)
+
+const (
+	// MaxAPIVersion is the newest Docker Engine API version berth serves.
+	MaxAPIVersion = version.APIVersion
+	// MinAPIVersion is the oldest Docker Engine API version berth accepts, as dockerd.
+	MinAPIVersion = version.MinAPIVersion
+)
+
+// Config is what the API server is built from. Nil backends make their endpoints answer 501.
+type Config struct {
+	Images  ImageBackend
+	System  SystemBackend
+	Events  *events.Bus
+	Logger  *slog.Logger
+	Version string // berth's version, reported in /version and the Server header
+}
+
+// server holds the immutable configuration and route table; it is safe for concurrent use.
+type server struct {
+	cfg    Config
+	log    *slog.Logger
+	routes []route
+}
+
+// handlerFunc is an endpoint: it writes a successful response itself, or returns an error that
+// the server turns into Docker's {"message": ...} with the mapped status code.
+type handlerFunc func(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error
+
+// route matches "METHOD /prefix{name}/suffix". With a variable, the variable takes everything
+// between prefix and suffix, slashes included, because image references contain slashes
+// (localhost:5000/a/b:tag), as Docker's {name:.*}.
+type route struct {
+	method string
+	prefix string
+	name   string // variable name; empty for exact routes
+	suffix string
+	h      handlerFunc
+}
+
+func (rt route) match(method, path string) (map[string]string, bool) {
+	if rt.method != method {
+		return nil, false
+	}
+	if rt.name == "" {
+		return nil, path == rt.prefix
+	}
+	if len(path) <= len(rt.prefix)+len(rt.suffix) || !strings.HasPrefix(path, rt.prefix) || !strings.HasSuffix(path, rt.suffix) {
+		return nil, false
+	}
+	return map[string]string{rt.name: path[len(rt.prefix) : len(path)-len(rt.suffix)]}, true
+}
+
+// parseRoute turns "GET /images/{name}/json" into a route.
+func parseRoute(pattern string, h handlerFunc) route {
+	method, path, ok := strings.Cut(pattern, " ")
+	if !ok {
+		panic("api: bad route pattern " + pattern) // programming error in the constant table
+	}
+	rt := route{method: method, prefix: path, h: h}
+	if i := strings.Index(path, "{"); i >= 0 {
+		j := strings.Index(path, "}")
+		rt.prefix, rt.name, rt.suffix = path[:i], path[i+1:j], path[j+1:]
+	}
+	return rt
+}
+
+// New returns the API handler.
+func New(cfg Config) http.Handler {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Version == "" {
+		cfg.Version = "dev"
+	}
+	s := &server{cfg: cfg, log: log}
+	// Exact routes come before variable ones so that /images/json is the list, not an image.
+	table := []struct {
+		pattern string
+		h       handlerFunc
+	}{
+		{"GET /_ping", s.ping},
+		{"HEAD /_ping", s.ping},
+		{"GET /version", s.version},
+		{"GET /info", s.info},
+		{"GET /events", s.events},
+		{"GET /images/json", s.imageList},
+		{"POST /images/create", s.imageCreate},
+		{"POST /images/load", s.imageLoad},
+		{"GET /images/get", s.imageSave},
+		{"POST /images/prune", s.imagePrune},
+		{"GET /images/search", s.notImplemented("searching registries")},
+		{"GET /images/{name}/json", s.imageInspect},
+		{"GET /images/{name}/history", s.imageHistory},
+		{"GET /images/{name}/get", s.imageSave},
+		{"POST /images/{name}/tag", s.imageTag},
+		{"POST /images/{name}/push", s.notImplemented("pushing images")},
+		{"DELETE /images/{name}", s.imageDelete},
+	}
+	for _, e := range table {
+		s.routes = append(s.routes, parseRoute(e.pattern, e.h))
+	}
+	return s
+}
+
+var versionPrefix = regexp.MustCompile(`^/v([0-9]+\.[0-9]+)(/.*)$`)
+
+type ctxKey int
+
+const versionKey ctxKey = 0
+
+// APIVersionFromContext returns the API version of the request (the negotiated prefix, or the
+// newest when the client sent none).
+func APIVersionFromContext(ctx context.Context) string {
+	if v, ok := ctx.Value(versionKey).(string); ok {
+		return v
+	}
+	return MaxAPIVersion
+}
+
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rw := &responseWriter{ResponseWriter: w}
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler { //nolint:errorlint // sentinel compared as net/http does
+				panic(p)
+			}
+			s.log.Error("panic in API handler", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			if !rw.wroteHeader {
+				writeError(rw, fmt.Errorf("internal server error: %v", p))
+			}
+		}
+		s.log.Debug("API request", "method", r.Method, "path", r.URL.Path, "query", r.URL.RawQuery,
+			"status", rw.statusCode(), "duration", time.Since(start))
+	}()
+
+	h := rw.Header()
+	h.Set("Server", "Berth/"+s.cfg.Version+" (linux)")
+	h.Set("Api-Version", MaxAPIVersion)
+	h.Set("Ostype", "linux")
+
+	path := r.URL.Path
+	ctx := r.Context()
+	if m := versionPrefix.FindStringSubmatch(path); m != nil {
+		v := m[1]
+		if compareVersions(v, MaxAPIVersion) > 0 {
+			writeError(rw, invalidArgument(fmt.Errorf("client version %s is too new. Maximum supported API version is %s", v, MaxAPIVersion)))
+			return
+		}
+		if compareVersions(v, MinAPIVersion) < 0 {
+			writeError(rw, invalidArgument(fmt.Errorf("client version %s is too old. Minimum supported API version is %s, please upgrade your client to a newer version", v, MinAPIVersion)))
+			return
+		}
+		ctx = context.WithValue(ctx, versionKey, v)
+		path = m[2]
+	}
+	if len(path) > 1 {
+		path = strings.TrimSuffix(path, "/")
+	}
+	for _, rt := range s.routes {
+		vars, ok := rt.match(r.Method, path)
+		if !ok {
+			continue
+		}
+		if err := rt.h(ctx, rw, r.WithContext(ctx), vars); err != nil {
+			if rw.wroteHeader {
+				// The response has started; all we can do is log and cut it short.
+				s.log.Warn("API request failed after the response started", "method", r.Method, "path", r.URL.Path, "error", err)
+				return
+			}
+			status := statusFromError(err)
+			if status >= 500 {
+				s.log.Error("API request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+			}
+			writeError(rw, err)
+		}
+		return
+	}
+	writeJSON(rw, http.StatusNotFound, errorResponse{Message: "page not found"})
+}
+
+// compareVersions compares "major.minor" API versions numerically; unparsable parts count as 0.
+func compareVersions(a, b string) int {
+	as, bs := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; i < max(len(as), len(bs)); i++ {
+		var x, y int
+		if i < len(as) {
+			x, _ = strconv.Atoi(as[i])
+		}
+		if i < len(bs) {
+			y, _ = strconv.Atoi(bs[i])
+		}
+		if x != y {
+			if x < y {
+				return -1
+			}
+			return 1
+		}
+	}
+	return 0
+}
+
+// responseWriter records whether (and with which status) the response started, and passes
+// Flush through for streaming endpoints.
+type responseWriter struct {
+	http.ResponseWriter
+	wroteHeader bool
+	status      int
+}
+
+func (w *responseWriter) WriteHeader(code int) {
+	if !w.wroteHeader {
+		w.wroteHeader = true
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *responseWriter) Write(b []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *responseWriter) Flush() {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *responseWriter) statusCode() int {
+	if !w.wroteHeader {
+		return http.StatusOK
+	}
+	return w.status
+}
+
+func (s *server) notImplemented(what string) handlerFunc {
+	return func(context.Context, http.ResponseWriter, *http.Request, map[string]string) error {
+		return notImplemented(errors.New(what + " is not implemented in berth yet"))
+	}
+}

@@ -1,0 +1,80 @@
+package cli
+
+import (
+	"context"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/client"
+	"github.com/moby/term"
+)
+
+// streamIO pipes a hijacked attach or exec connection to the terminal: output to c.out (and
+// c.err without a TTY, demultiplexed), and, when stdin is attached, c.in to the connection. On a
+// terminal with a TTY the local terminal goes raw for the duration and its size follows
+// SIGWINCH through resize. It returns when the output ends.
+func (c *cli) streamIO(ctx context.Context, resp client.HijackedResponse, tty, stdin bool, resize func(h, w uint) error) error {
+	if tty && stdin {
+		if fd, ok := isTerminal(c.in); ok {
+			st, err := term.SetRawTerminal(fd)
+			if err == nil {
+				defer func() { _ = term.RestoreTerminal(fd, st) }()
+			}
+		}
+	}
+	if tty && resize != nil {
+		c.followTerminalSize(ctx, resize)
+	}
+	outDone := make(chan error, 1)
+	go func() {
+		var err error
+		if tty {
+			_, err = io.Copy(c.out, resp.Reader)
+		} else {
+			_, err = stdcopy.StdCopy(c.out, c.err, resp.Reader)
+		}
+		outDone <- err
+	}()
+	if stdin {
+		go func() {
+			_, _ = io.Copy(resp.Conn, c.in)
+			_ = resp.CloseWrite()
+		}()
+	}
+	select {
+	case err := <-outDone:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// followTerminalSize sends the output terminal's size now and on every SIGWINCH.
+func (c *cli) followTerminalSize(ctx context.Context, resize func(h, w uint) error) {
+	fd, ok := isTerminal(c.out)
+	if !ok {
+		return
+	}
+	send := func() {
+		if ws, err := term.GetWinsize(fd); err == nil && ws.Height > 0 {
+			_ = resize(uint(ws.Height), uint(ws.Width))
+		}
+	}
+	send()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGWINCH)
+	go func() {
+		defer signal.Stop(sig)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-sig:
+				send()
+			}
+		}
+	}()
+}

@@ -1,0 +1,404 @@
+package daemon
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/internal/api"
+	"github.com/berth-dev/berth/internal/testutil"
+	"github.com/moby/moby/api/pkg/stdcopy"
+	mcontainer "github.com/moby/moby/api/types/container"
+)
+
+// berthBinary builds the berth binary once per test process; the daemon starts it as the shim.
+var buildOnce struct {
+	sync.Once
+	path string
+	err  error
+}
+
+func berthBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "berth-bin-")
+		if err != nil {
+			buildOnce.err = err
+			return
+		}
+		buildOnce.path = filepath.Join(dir, "berth")
+		out, err := exec.Command("go", "build", "-o", buildOnce.path, "github.com/berth-dev/berth/cmd/berth").CombinedOutput()
+		if err != nil {
+			buildOnce.err = err
+			t.Logf("%s", out)
+		}
+	})
+	if buildOnce.err != nil {
+		t.Fatalf("build berth: %v", buildOnce.err)
+	}
+	return buildOnce.path
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildOnce.path != "" {
+		_ = os.RemoveAll(filepath.Dir(buildOnce.path))
+	}
+	os.Exit(code)
+}
+
+// newTestDaemon makes a daemon on temporary roots with the busybox image imported. Cleanup
+// removes every container (so no shim, mount or cgroup survives) and closes the store.
+func newTestDaemon(t *testing.T) *Daemon {
+	t.Helper()
+	testutil.RequireRoot(t)
+	testutil.RequireBusybox(t)
+	bin := berthBinary(t)
+	root := t.TempDir()
+	execRoot, err := os.MkdirTemp("/run", "berth-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cgParent := "/" + filepath.Base(execRoot)
+	cfg := Config{Root: root, ExecRoot: execRoot, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Binary: bin, CgroupParent: cgParent}
+	d, err := newDaemon(ctx, cfg)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, c := range d.ctrs.all() {
+			_ = d.ContainerRemove(context.Background(), c.rec.ID, true, true)
+		}
+		cancel()
+		d.close()
+		_ = os.RemoveAll(execRoot)
+		testutil.RemoveCgroup(cgParent)
+	})
+	if _, err := d.images.ImageImport(ctx, bytes.NewReader(testutil.BusyboxTar(t)), "busybox:latest", []string{`CMD ["sh"]`}, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// run creates and starts a container and waits for it to exit, returning its exit code and
+// its log.
+func run(t *testing.T, d *Daemon, cfg *mcontainer.Config, hc *mcontainer.HostConfig) (string, int, string) {
+	t.Helper()
+	ctx := context.Background()
+	if cfg.Image == "" {
+		cfg.Image = "busybox"
+	}
+	cr, err := d.ContainerCreate(ctx, "", cfg, hc, nil)
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	wc, err := d.ContainerWait(ctx, cr.ID, mcontainer.WaitConditionNextExit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ContainerStart(ctx, cr.ID); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	var res mcontainer.WaitResponse
+	select {
+	case res = <-wc:
+	case <-time.After(60 * time.Second):
+		t.Fatal("container did not exit")
+	}
+	return cr.ID, int(res.StatusCode), logsOf(t, d, cr.ID)
+}
+
+func logsOf(t *testing.T, d *Daemon, id string) string {
+	t.Helper()
+	rc, tty, err := d.ContainerLogs(context.Background(), id, api.LogsOptions{Stdout: true, Stderr: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	var out bytes.Buffer
+	if tty {
+		_, _ = io.Copy(&out, rc)
+	} else if _, err := stdcopy.StdCopy(&out, &out, rc); err != nil {
+		t.Fatal(err)
+	}
+	return out.String()
+}
+
+func TestContainerRunEchoAndExitCode(t *testing.T) {
+	d := newTestDaemon(t)
+	_, code, out := run(t, d, &mcontainer.Config{Cmd: []string{"echo", "hi"}}, nil)
+	if code != 0 || out != "hi\n" {
+		t.Fatalf("echo hi: code %d, output %q", code, out)
+	}
+	_, code, _ = run(t, d, &mcontainer.Config{Cmd: []string{"sh", "-c", "exit 3"}}, nil)
+	if code != 3 {
+		t.Fatalf("exit 3 gave %d", code)
+	}
+}
+
+func TestContainerIsolation(t *testing.T) {
+	d := newTestDaemon(t)
+	script := strings.Join([]string{
+		`echo pid=$$`,
+		`echo procs=$(ls /proc | grep -c '^[0-9]')`,
+		`echo host=$(hostname)`,
+		`mount -t tmpfs none /mnt 2>/dev/null && echo mount=yes || echo mount=no`,
+		`echo 1 > /proc/sys/kernel/panic 2>/dev/null && echo sysw=yes || echo sysw=no`,
+		`head -c 1 /proc/kcore >/dev/null 2>&1 && echo kcore=yes || echo kcore=no`,
+		`id -u`,
+	}, "; ")
+	_, code, out := run(t, d, &mcontainer.Config{Cmd: []string{"sh", "-c", script}, Hostname: "boxy", User: "nobody"}, nil)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	for _, want := range []string{"pid=1\n", "host=boxy\n", "mount=no\n", "sysw=no\n", "kcore=no\n", "65534\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	// sh, the $( ) subshell, ls and grep: a handful, never the host's hundreds.
+	var n int
+	for _, l := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(l, "procs="); ok {
+			n, _ = strconv.Atoi(v)
+		}
+	}
+	if n == 0 || n > 6 {
+		t.Errorf("container sees %d processes:\n%s", n, out)
+	}
+}
+
+func TestContainerStopKillRemove(t *testing.T) {
+	d := newTestDaemon(t)
+	ctx := context.Background()
+	// PID 1 ignores SIGTERM unless it traps it, as in Docker.
+	cr, err := d.ContainerCreate(ctx, "sleeper", &mcontainer.Config{Image: "busybox", Cmd: []string{"sh", "-c", "trap 'exit 143' TERM; sleep 1000 & wait"}}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.ContainerCreate(ctx, "sleeper", &mcontainer.Config{Image: "busybox", Cmd: []string{"true"}}, nil, nil); err == nil {
+		t.Fatal("duplicate name accepted")
+	}
+	if err := d.ContainerStart(ctx, "sleeper"); err != nil {
+		t.Fatal(err)
+	}
+	ins, err := d.ContainerInspect(ctx, "sleeper", false)
+	if err != nil || !ins.State.Running || ins.State.Pid == 0 {
+		t.Fatalf("inspect: %+v %v", ins.State, err)
+	}
+	if err := d.ContainerRemove(ctx, cr.ID, false, false); err == nil {
+		t.Fatal("removed a running container without force")
+	}
+	if err := d.ContainerPause(ctx, "sleeper"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ContainerUnpause(ctx, "sleeper"); err != nil {
+		t.Fatal(err)
+	}
+	// The init execs the command just after start returns; give it a moment.
+	var top mcontainer.TopResponse
+	for i := 0; i < 100; i++ {
+		if top, err = d.ContainerTop(ctx, "sleeper", ""); err == nil && len(top.Processes) == 2 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil || len(top.Processes) != 2 {
+		t.Fatalf("top = %+v, %v", top, err)
+	}
+	timeout := 10
+	if err := d.ContainerStop(ctx, "sleeper", "", &timeout); err != nil {
+		t.Fatal(err)
+	}
+	ins, _ = d.ContainerInspect(ctx, "sleeper", false)
+	if ins.State.Running || ins.State.ExitCode != 143 {
+		t.Fatalf("after stop: %+v", ins.State)
+	}
+	if err := d.ContainerRemove(ctx, "sleeper", false, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.ContainerInspect(ctx, cr.ID, false); err == nil {
+		t.Fatal("container still there after rm")
+	}
+	if _, err := os.Stat(d.ctrDir(cr.ID)); !os.IsNotExist(err) {
+		t.Fatal("container directory left behind")
+	}
+}
+
+func TestDaemonRestartKeepsContainers(t *testing.T) {
+	d := newTestDaemon(t)
+	ctx := context.Background()
+	mk := func(name string, cmd ...string) {
+		if _, err := d.ContainerCreate(ctx, name, &mcontainer.Config{Image: "busybox", Cmd: cmd}, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.ContainerStart(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk("long", "sleep", "1000")
+	mk("short", "sh", "-c", "sleep 1; exit 5")
+	ins, _ := d.ContainerInspect(ctx, "long", false)
+	pid := ins.State.Pid
+
+	// The daemon goes away without touching its containers, as with SIGKILL.
+	cfg := d.cfg
+	stopMonitors(d)
+	time.Sleep(1500 * time.Millisecond) // "short" exits while no daemon runs
+
+	ctx2, cancel := context.WithCancel(context.Background())
+	d2, err := newDaemon(ctx2, cfg)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, c := range d2.ctrs.all() {
+			_ = d2.ContainerRemove(context.Background(), c.rec.ID, true, true)
+		}
+		cancel()
+		d2.close()
+	})
+	ins, err = d2.ContainerInspect(ctx, "long", false)
+	if err != nil || !ins.State.Running || ins.State.Pid != pid {
+		t.Fatalf("long after restart: %+v %v (pid before %d)", ins.State, err, pid)
+	}
+	ins, err = d2.ContainerInspect(ctx, "short", false)
+	if err != nil || ins.State.Running || ins.State.ExitCode != 5 {
+		t.Fatalf("short after restart: %+v %v", ins.State, err)
+	}
+	// The reconnected container is still controllable.
+	if err := d2.ContainerKill(ctx, "long", "KILL"); err != nil {
+		t.Fatal(err)
+	}
+	wc, _ := d2.ContainerWait(ctx, "long", mcontainer.WaitConditionNotRunning)
+	select {
+	case r := <-wc:
+		if r.StatusCode != 137 {
+			t.Fatalf("exit after kill = %d", r.StatusCode)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("killed container never exited")
+	}
+	// The first daemon's table is stale now; empty it so its cleanup leaves d2's alone.
+	d.ctrs = newCtrIndex()
+}
+
+// stopMonitors makes a daemon forget its containers' shims as a killed daemon would: its
+// monitors stop, the store closes, the containers keep running.
+func stopMonitors(d *Daemon) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	d.ctx = ctx
+	for _, c := range d.ctrs.all() {
+		c.mu.Lock()
+		c.shim = nil
+		c.mu.Unlock()
+	}
+	_ = d.db.Close()
+}
+
+func TestContainerCopyExportDiff(t *testing.T) {
+	d := newTestDaemon(t)
+	ctx := context.Background()
+	id, code, out := run(t, d, &mcontainer.Config{Cmd: []string{"sh", "-c", "echo data > /root/new; rm /etc/group; ln -s /etc/passwd /root/link"}}, nil)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	changes, err := d.ContainerChanges(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]mcontainer.ChangeType{}
+	for _, c := range changes {
+		got[c.Path] = c.Kind
+	}
+	if got["/root/new"] != mcontainer.ChangeAdd || got["/etc/group"] != mcontainer.ChangeDelete || got["/root"] != mcontainer.ChangeModify {
+		t.Fatalf("changes = %+v", changes)
+	}
+	// docker cp ctr:/root/new - : a tar with "new" in it.
+	rc, st, err := d.ContainerArchive(ctx, id, "/root/new")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(rc)
+	rc.Close()
+	if st.Name != "new" || st.Size != 5 || !bytes.Contains(b, []byte("data\n")) {
+		t.Fatalf("archive stat %+v, %d bytes", st, len(b))
+	}
+	// The link points at the container's /etc/passwd, never the host's.
+	rc, st, err = d.ContainerArchive(ctx, id, "/root/link")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Close()
+	if st.LinkTarget != "/etc/passwd" {
+		t.Fatalf("link stat = %+v", st)
+	}
+	if _, err := d.ContainerStatPath(ctx, id, "/nope"); err == nil {
+		t.Fatal("stat of a missing path succeeded")
+	}
+	// docker cp file ctr:/tmp
+	var tb bytes.Buffer
+	tw := tarWriter(&tb)
+	tw("hello.txt", "hello from host\n")
+	if err := d.ContainerExtract(ctx, id, "/tmp", api.ArchiveOptions{}, &tb); err != nil {
+		t.Fatal(err)
+	}
+	var ex bytes.Buffer
+	if err := d.ContainerExport(ctx, id, &ex); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(ex.Bytes(), []byte("hello from host")) || !bytes.Contains(ex.Bytes(), []byte("bin/busybox")) {
+		t.Fatal("export lacks the copied file or the image's content")
+	}
+	if m, _ := filepath.Glob(d.rootfsDir(id) + "/*"); len(m) != 0 {
+		t.Fatal("rootfs of a stopped container left mounted")
+	}
+}
+
+// tarWriter returns a function adding regular files to a tar in buf (closed on each add, so the
+// buffer is always a complete archive of one file).
+func tarWriter(buf *bytes.Buffer) func(name, content string) {
+	return func(name, content string) {
+		tw := tar.NewWriter(buf)
+		_ = tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(content)), Typeflag: tar.TypeReg})
+		_, _ = tw.Write([]byte(content))
+		_ = tw.Close()
+	}
+}
+
+func TestContainerLimits(t *testing.T) {
+	d := newTestDaemon(t)
+	// A memory hog under 64m is OOM-killed and reported as such.
+	id, code, _ := run(t, d, &mcontainer.Config{Cmd: []string{"sh", "-c", `x=$(head -c 300000000 /dev/zero | tr '\0' a); echo survived`}},
+		&mcontainer.HostConfig{Resources: mcontainer.Resources{Memory: 64 << 20}})
+	ins, err := d.ContainerInspect(context.Background(), id, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ins.State.OOMKilled || code != 137 {
+		t.Fatalf("memory hog: exit %d, OOMKilled %v", code, ins.State.OOMKilled)
+	}
+	// A fork bomb under --pids-limit 100 is contained: past the cap, fork fails (busybox sh
+	// then gives up), and the init's exit takes every process of the container with it.
+	limit := int64(100)
+	script := `i=0; while [ $i -lt 150 ]; do i=$((i+1)); sleep 30 & done; echo all-forked`
+	_, code, out := run(t, d, &mcontainer.Config{Cmd: []string{"sh", "-c", script}},
+		&mcontainer.HostConfig{Resources: mcontainer.Resources{PidsLimit: &limit}})
+	if code == 0 || strings.Contains(out, "all-forked") || !strings.Contains(out, "can't fork") {
+		t.Fatalf("fork bomb not contained: exit %d, output %q", code, out)
+	}
+}

@@ -1,0 +1,424 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"github.com/berth-dev/berth/internal/api"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/berth-dev/berth/internal/runtime/linux"
+	"github.com/berth-dev/berth/internal/snapshot"
+	"github.com/containerd/errdefs"
+	mcontainer "github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/events"
+	"github.com/moby/sys/signal"
+)
+
+// runtime returns berth's OCI runtime over the state the shims keep. The daemon uses it for
+// what needs no stdio: pause, resume, stats, processes, and killing orphans.
+func (d *Daemon) runtime() *linux.Runtime {
+	return &linux.Runtime{Root: d.runtimeRoot(), Logger: d.log}
+}
+
+// parseSignal accepts "TERM", "SIGTERM" or "15".
+func parseSignal(s string) (syscall.Signal, error) {
+	sig, err := signal.ParseSignal(s)
+	if err != nil {
+		return 0, invalid(fmt.Errorf("invalid signal %q: %w", s, err))
+	}
+	return sig, nil
+}
+
+// running reports whether the container has a live process; c.mu is held.
+func (c *ctr) running() bool {
+	s := c.rec.State.Status
+	return (s == mcontainer.StateRunning || s == mcontainer.StatePaused) && c.shim != nil
+}
+
+// ContainerKill sends a signal (default SIGKILL) to the container's init.
+func (d *Daemon) ContainerKill(ctx context.Context, ref, sigName string) error {
+	c, err := d.ctrs.get(ref)
+	if err != nil {
+		return err
+	}
+	sig := syscall.SIGKILL
+	if sigName != "" {
+		if sig, err = parseSignal(sigName); err != nil {
+			return err
+		}
+	}
+	c.mu.Lock()
+	if !c.running() {
+		c.mu.Unlock()
+		return conflict(fmt.Sprintf("cannot kill container: %s: container %s is not running", ref, c.rec.ID))
+	}
+	h := c.shim
+	if sig == syscall.SIGKILL || sig == syscall.SIGTERM || sig == syscall.SIGINT {
+		c.rec.State.StoppedByUser = true
+		_ = d.saveCtr(&c.rec)
+	}
+	paused := c.rec.State.Status == mcontainer.StatePaused
+	c.mu.Unlock()
+	if err := h.client.Kill(ctx, sig, false); err != nil {
+		return fmt.Errorf("kill container %s: %w", ref, err)
+	}
+	if paused && sig == syscall.SIGKILL {
+		_ = d.runtime().Resume(ctx, c.rec.ID)
+	}
+	attrs := ctrAttrs(&c.rec)
+	attrs["signal"] = strconv.Itoa(int(sig))
+	d.events.Publish(events.ContainerEventType, events.ActionKill, c.rec.ID, attrs)
+	return nil
+}
+
+// ContainerStop stops a container gracefully: its stop signal, then SIGKILL after the timeout.
+func (d *Daemon) ContainerStop(ctx context.Context, ref, sigName string, timeout *int) error {
+	c, err := d.ctrs.get(ref)
+	if err != nil {
+		return err
+	}
+	return d.stop(ctx, c, sigName, timeout, true)
+}
+
+func (d *Daemon) stop(ctx context.Context, c *ctr, sigName string, timeout *int, byUser bool) error {
+	c.mu.Lock()
+	if byUser {
+		c.rec.State.StoppedByUser = true
+		c.cancelRestart()
+		_ = d.saveCtr(&c.rec)
+	}
+	if !c.running() {
+		c.mu.Unlock()
+		return nil
+	}
+	if sigName == "" {
+		sigName = c.rec.Config.StopSignal
+	}
+	if sigName == "" {
+		sigName = "SIGTERM"
+	}
+	wait := 10
+	if c.rec.Config.StopTimeout != nil {
+		wait = *c.rec.Config.StopTimeout
+	}
+	if timeout != nil {
+		wait = *timeout
+	}
+	h, exited, id := c.shim, c.exited, c.rec.ID
+	paused := c.rec.State.Status == mcontainer.StatePaused
+	c.mu.Unlock()
+	sig, err := parseSignal(sigName)
+	if err != nil {
+		return err
+	}
+	if wait != 0 {
+		if err := h.client.Kill(ctx, sig, false); err != nil {
+			d.log.Debug("stop signal", "container", id, "err", err)
+		}
+		if paused {
+			_ = d.runtime().Resume(ctx, id)
+		}
+		var expire <-chan time.Time
+		if wait > 0 {
+			t := time.NewTimer(time.Duration(wait) * time.Second)
+			defer t.Stop()
+			expire = t.C
+		}
+		select {
+		case <-exited:
+			d.events.Publish(events.ContainerEventType, events.ActionStop, id, ctrAttrs(&c.rec))
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-expire:
+		}
+	}
+	if err := h.client.Kill(ctx, syscall.SIGKILL, true); err != nil {
+		d.log.Debug("stop kill", "container", id, "err", err)
+	}
+	if paused {
+		_ = d.runtime().Resume(ctx, id)
+	}
+	select {
+	case <-exited:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("container %s did not exit after SIGKILL", id)
+	}
+	d.events.Publish(events.ContainerEventType, events.ActionStop, id, ctrAttrs(&c.rec))
+	return nil
+}
+
+// ContainerRestart stops then starts a container.
+func (d *Daemon) ContainerRestart(ctx context.Context, ref, sigName string, timeout *int) error {
+	c, err := d.ctrs.get(ref)
+	if err != nil {
+		return err
+	}
+	if err := d.stop(ctx, c, sigName, timeout, false); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cancelRestart()
+	c.rec.State.StoppedByUser = false
+	if c.running() {
+		return nil
+	}
+	if err := d.startLocked(ctx, c); err != nil {
+		return err
+	}
+	d.events.Publish(events.ContainerEventType, events.ActionRestart, c.rec.ID, ctrAttrs(&c.rec))
+	return nil
+}
+
+// ContainerPause freezes every process of the container.
+func (d *Daemon) ContainerPause(ctx context.Context, ref string) error {
+	c, err := d.ctrs.get(ref)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case !c.running():
+		return conflict(fmt.Sprintf("container %s is not running", c.rec.ID))
+	case c.rec.State.Status == mcontainer.StatePaused:
+		return conflict(fmt.Sprintf("container %s is already paused", c.rec.ID))
+	}
+	if err := d.runtime().Pause(ctx, c.rec.ID); err != nil {
+		return fmt.Errorf("pause %s: %w", ref, err)
+	}
+	c.rec.State.Status = mcontainer.StatePaused
+	_ = d.saveCtr(&c.rec)
+	d.events.Publish(events.ContainerEventType, events.ActionPause, c.rec.ID, ctrAttrs(&c.rec))
+	return nil
+}
+
+// ContainerUnpause thaws a paused container.
+func (d *Daemon) ContainerUnpause(ctx context.Context, ref string) error {
+	c, err := d.ctrs.get(ref)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.rec.State.Status != mcontainer.StatePaused {
+		return conflict(fmt.Sprintf("container %s is not paused", c.rec.ID))
+	}
+	if err := d.runtime().Resume(ctx, c.rec.ID); err != nil {
+		return fmt.Errorf("unpause %s: %w", ref, err)
+	}
+	c.rec.State.Status = mcontainer.StateRunning
+	_ = d.saveCtr(&c.rec)
+	d.events.Publish(events.ContainerEventType, events.ActionUnPause, c.rec.ID, ctrAttrs(&c.rec))
+	return nil
+}
+
+// ContainerWait registers a wait for the condition and returns its result channel.
+func (d *Daemon) ContainerWait(ctx context.Context, ref string, cond mcontainer.WaitCondition) (<-chan mcontainer.WaitResponse, error) {
+	c, err := d.ctrs.get(ref)
+	if err != nil {
+		return nil, err
+	}
+	switch cond {
+	case "", mcontainer.WaitConditionNotRunning, mcontainer.WaitConditionNextExit, mcontainer.WaitConditionRemoved:
+	default:
+		return nil, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid condition: %q (use not-running, next-exit or removed)", cond))
+	}
+	c.mu.Lock()
+	exited, removed := c.exited, c.removed
+	live := c.running() || c.rec.State.Status == mcontainer.StateRestarting
+	c.mu.Unlock()
+	out := make(chan mcontainer.WaitResponse, 1)
+	result := func() mcontainer.WaitResponse {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		r := mcontainer.WaitResponse{StatusCode: int64(c.rec.State.ExitCode)}
+		if c.rec.State.Error != "" {
+			r.Error = &mcontainer.WaitExitError{Message: c.rec.State.Error}
+		}
+		return r
+	}
+	go func() {
+		switch cond {
+		case mcontainer.WaitConditionRemoved:
+			select {
+			case <-removed:
+			case <-ctx.Done():
+				return
+			}
+		case mcontainer.WaitConditionNextExit:
+			select {
+			case <-exited:
+			case <-removed:
+			case <-ctx.Done():
+				return
+			}
+		default:
+			if live {
+				select {
+				case <-exited:
+				case <-removed:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+		out <- result()
+	}()
+	return out, nil
+}
+
+// ContainerRemove deletes a container and everything berth made for it.
+func (d *Daemon) ContainerRemove(ctx context.Context, ref string, force, removeVolumes bool) error {
+	c, err := d.ctrs.get(ref)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if c.rec.State.Status == mcontainer.StateRemoving {
+		c.mu.Unlock()
+		return conflict(fmt.Sprintf("removal of container %s is already in progress", c.rec.ID))
+	}
+	if c.running() {
+		if !force {
+			status := c.rec.State.Status
+			c.mu.Unlock()
+			return conflict(fmt.Sprintf("cannot remove container %q: container is %s: stop the container before removing or force remove", c.rec.Name, status))
+		}
+		c.mu.Unlock()
+		zero := 0
+		if err := d.stop(ctx, c, "SIGKILL", &zero, true); err != nil {
+			return fmt.Errorf("kill container %s before removal: %w", ref, err)
+		}
+		c.mu.Lock()
+	}
+	c.cancelRestart()
+	defer c.mu.Unlock()
+	id := c.rec.ID
+	c.rec.State.Status = mcontainer.StateRemoving
+	if err := snapshot.UnmountAll(d.rootfsDir(id)); err != nil {
+		d.log.Warn("unmount rootfs", "container", id, "err", err)
+	}
+	_ = d.runtime().Delete(ctx, id, true)
+	if err := d.snap.Remove(ctx, snapKey(id)); err != nil && !errdefs.IsNotFound(err) {
+		c.rec.State.Status = mcontainer.StateDead
+		_ = d.saveCtr(&c.rec)
+		return fmt.Errorf("remove root filesystem of %s: %w", id, err)
+	}
+	_ = os.RemoveAll(d.shimDir(id))
+	if err := os.RemoveAll(d.ctrDir(id)); err != nil {
+		d.log.Warn("remove container directory", "container", id, "err", err)
+	}
+	if err := d.deleteCtr(id); err != nil {
+		return fmt.Errorf("delete container record: %w", err)
+	}
+	d.ctrs.remove(c)
+	close(c.removed)
+	d.events.Publish(events.ContainerEventType, events.ActionDestroy, id, ctrAttrs(&c.rec))
+	return nil
+}
+
+// ContainerRename gives a container a new name.
+func (d *Daemon) ContainerRename(ctx context.Context, ref, newName string) error {
+	c, err := d.ctrs.get(ref)
+	if err != nil {
+		return err
+	}
+	if !validName.MatchString(newName) {
+		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", newName))
+	}
+	if !strings.HasPrefix(newName, "/") {
+		newName = "/" + newName
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.rec.Name
+	if old == newName {
+		return errdefs.ErrInvalidArgument.WithMessage("Renaming a container with the same name as its current name")
+	}
+	if err := d.ctrs.reserveName(newName, c.rec.ID); err != nil {
+		return err
+	}
+	c.rec.Name = newName
+	if err := d.saveCtr(&c.rec); err != nil {
+		c.rec.Name = old
+		d.ctrs.releaseName(newName, c.rec.ID)
+		return err
+	}
+	d.ctrs.releaseName(old, c.rec.ID)
+	attrs := ctrAttrs(&c.rec)
+	attrs["oldName"] = old
+	d.events.Publish(events.ContainerEventType, events.ActionRename, c.rec.ID, attrs)
+	return nil
+}
+
+// ContainersPrune removes every stopped container.
+func (d *Daemon) ContainersPrune(ctx context.Context, filters api.Filters) (mcontainer.PruneReport, error) {
+	var rep mcontainer.PruneReport
+	until, err := untilFilter(filters)
+	if err != nil {
+		return rep, err
+	}
+	for _, c := range d.ctrs.all() {
+		c.mu.Lock()
+		r := c.rec
+		live := c.running() || r.State.Status == mcontainer.StateRestarting
+		c.mu.Unlock()
+		if live || !matchLabels(r.Config.Labels, filters["label"]) || (!until.IsZero() && r.Created.After(until)) {
+			continue
+		}
+		size := d.rwSize(ctx, r.ID)
+		if err := d.ContainerRemove(ctx, r.ID, false, false); err != nil {
+			continue
+		}
+		rep.ContainersDeleted = append(rep.ContainersDeleted, r.ID)
+		rep.SpaceReclaimed += uint64(size)
+	}
+	d.events.Publish(events.ContainerEventType, events.ActionPrune, "", map[string]string{"reclaimed": strconv.FormatUint(rep.SpaceReclaimed, 10)})
+	return rep, nil
+}
+
+func (d *Daemon) rwSize(ctx context.Context, id string) int64 {
+	u, err := d.snap.Usage(ctx, snapKey(id))
+	if err != nil {
+		return 0
+	}
+	return u.Size
+}
+
+func untilFilter(f api.Filters) (time.Time, error) {
+	vals := f["until"]
+	if len(vals) == 0 {
+		return time.Time{}, nil
+	}
+	v := vals[0]
+	if dur, err := time.ParseDuration(v); err == nil {
+		return time.Now().Add(-dur), nil
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		return time.Unix(secs, 0), nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t, nil
+	}
+	return time.Time{}, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid until filter %q: use a duration (24h), a unix timestamp or RFC 3339", v))
+}
+
+// matchLabels applies label filters ("key" or "key=value"; "label!=" negates).
+func matchLabels(labels map[string]string, want []string) bool {
+	for _, w := range want {
+		k, v, hasV := strings.Cut(w, "=")
+		got, ok := labels[k]
+		if !ok || (hasV && got != v) {
+			return false
+		}
+	}
+	return true
+}

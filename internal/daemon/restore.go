@@ -1,0 +1,97 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/berth-dev/berth/internal/shim"
+	"github.com/berth-dev/berth/internal/snapshot"
+	mcontainer "github.com/moby/moby/api/types/container"
+)
+
+// restoreContainers rebuilds the container table from the store and reconciles each record
+// with what the shims and the kernel say: containers whose shim still runs are reconnected;
+// exits that happened while the daemon was down are recorded from the shims' exit files;
+// restart policies are applied as at any exit. Nothing a user ran is stopped.
+func (d *Daemon) restoreContainers(ctx context.Context) error {
+	recs, err := d.loadCtrs()
+	if err != nil {
+		return err
+	}
+	var toStart []*ctr
+	for _, r := range recs {
+		c := &ctr{rec: r, exited: make(chan struct{}), removed: make(chan struct{})}
+		d.ctrs.add(c)
+		switch r.State.Status {
+		case mcontainer.StateRunning, mcontainer.StatePaused:
+			h := &shimHandle{dir: d.shimDir(r.ID), client: shim.NewClient(d.shimDir(r.ID))}
+			st, err := h.client.State(ctx)
+			switch {
+			case err == nil && st.State != "exited":
+				c.shim = h
+				d.log.Info("reconnected to running container", "container", r.ID[:12], "pid", st.Pid)
+				go d.monitor(c, h, r.Generation)
+			case err == nil:
+				c.shim = h
+				d.log.Info("container exited while the daemon was down", "container", r.ID[:12], "exitCode", st.ExitCode)
+				d.handleExit(c, r.Generation, st)
+			default:
+				if !errors.Is(err, shim.ErrShimGone) {
+					d.log.Warn("container shim unreadable", "container", r.ID[:12], "err", err)
+				}
+				d.killOrphan(r.ID)
+				c.shim = h
+				d.handleExit(c, r.Generation, shim.Status{State: "exited", ExitCode: 255, ExitedAt: time.Now().UTC()})
+			}
+		case mcontainer.StateRestarting:
+			c.rec.State.Status = mcontainer.StateExited
+			toStart = append(toStart, c)
+		case mcontainer.StateRemoving, mcontainer.StateDead:
+			// A removal that a crash interrupted: finish it.
+			go func() {
+				if err := d.ContainerRemove(context.WithoutCancel(ctx), r.ID, true, false); err != nil {
+					d.log.Warn("finish interrupted removal", "container", r.ID[:12], "err", err)
+				}
+			}()
+		case mcontainer.StateExited:
+			p := r.HostConfig.RestartPolicy.Name
+			if p == mcontainer.RestartPolicyAlways || (p == mcontainer.RestartPolicyUnlessStopped && !r.State.StoppedByUser) {
+				toStart = append(toStart, c)
+			}
+			_ = snapshot.UnmountAll(d.rootfsDir(r.ID))
+		}
+	}
+	for _, c := range toStart {
+		c.mu.Lock()
+		c.rec.State.StoppedByUser = false
+		if err := d.startLocked(d.ctx, c); err != nil {
+			d.log.Warn("restart container at daemon start", "container", c.rec.ID[:12], "err", err)
+		}
+		c.mu.Unlock()
+	}
+	d.cleanStaleShimDirs()
+	return nil
+}
+
+// cleanStaleShimDirs removes shim directories of containers that no longer exist.
+func (d *Daemon) cleanStaleShimDirs() {
+	ents, _ := os.ReadDir(filepath.Join(d.cfg.ExecRoot, "shims"))
+	for _, e := range ents {
+		if _, err := d.ctrs.get(e.Name()); err != nil {
+			_ = os.RemoveAll(filepath.Join(d.cfg.ExecRoot, "shims", e.Name()))
+		}
+	}
+}
+
+// inUse reports whether any container uses the image, for rmi and prune.
+func (d *Daemon) inUse(imageID string) bool {
+	for _, c := range d.ctrs.all() {
+		if c.snapshotOf().Image == imageID {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,502 @@
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/berth-dev/berth/internal/container"
+	"github.com/berth-dev/berth/internal/fsutil"
+	"github.com/berth-dev/berth/internal/shim"
+	"github.com/berth-dev/berth/internal/snapshot"
+	"github.com/containerd/errdefs"
+	mcontainer "github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/events"
+	"github.com/moby/profiles/seccomp"
+	"github.com/moby/sys/user"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// shimHandle is a live connection to a container's shim.
+type shimHandle struct {
+	dir    string
+	client *shim.Client
+}
+
+// attachWaiter is an attach request that arrived while the container was only created. Start
+// sends it the shim, then waits on ready before releasing the process, so no output is lost.
+type attachWaiter struct {
+	h     chan *shimHandle
+	ready chan struct{}
+}
+
+func (d *Daemon) cgroupParent() string {
+	if d.cfg.CgroupParent == "" {
+		return DefaultCgroupParent
+	}
+	return d.cfg.CgroupParent
+}
+
+func (d *Daemon) shimDir(id string) string   { return filepath.Join(d.cfg.ExecRoot, "shims", id) }
+func (d *Daemon) runtimeRoot() string        { return filepath.Join(d.cfg.ExecRoot, "runtime") }
+func (d *Daemon) rootfsDir(id string) string { return filepath.Join(d.ctrDir(id), "rootfs") }
+func (d *Daemon) logPath(id string) string   { return filepath.Join(d.ctrDir(id), id+"-json.log") }
+
+// ContainerStart starts a created or stopped container.
+func (d *Daemon) ContainerStart(ctx context.Context, ref string) error {
+	c, err := d.ctrs.get(ref)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch c.rec.State.Status {
+	case mcontainer.StateRunning:
+		return nil
+	case mcontainer.StatePaused:
+		return conflict("cannot start a paused container, try unpause instead")
+	case mcontainer.StateRemoving, mcontainer.StateDead:
+		return conflict(fmt.Sprintf("container %s is marked for removal and cannot be started", c.rec.ID))
+	}
+	c.rec.State.StoppedByUser = false
+	c.cancelRestart()
+	return d.startLocked(ctx, c)
+}
+
+// startLocked runs a container; c.mu is held.
+func (d *Daemon) startLocked(ctx context.Context, c *ctr) (retErr error) {
+	rec := &c.rec
+	id := rec.ID
+	rootfs := d.rootfsDir(id)
+	mounts, err := d.snap.Mounts(ctx, snapKey(id))
+	if err != nil {
+		return fmt.Errorf("root filesystem of %s: %w", id, err)
+	}
+	_ = snapshot.UnmountAll(rootfs)
+	if err := snapshot.MountAll(mounts, rootfs); err != nil {
+		return fmt.Errorf("mount root filesystem: %w", err)
+	}
+	defer func() {
+		if retErr != nil {
+			_ = snapshot.UnmountAll(rootfs)
+			rec.State.Error = retErr.Error()
+			_ = d.saveCtr(rec)
+		}
+	}()
+	u, err := resolveUser(rootfs, rec.Config.User, rec.HostConfig.GroupAdd)
+	if err != nil {
+		return invalid(err)
+	}
+	sc, err := d.seccompFor(rec.HostConfig)
+	if err != nil {
+		return invalid(err)
+	}
+	cwd := rec.Config.WorkingDir
+	if cwd != "" {
+		// Docker creates a missing working directory.
+		if err := mkdirInRoot(rootfs, cwd, int(u.UID), int(u.GID)); err != nil {
+			return fmt.Errorf("create working directory %s: %w", cwd, err)
+		}
+	}
+	spec, err := container.Spec(container.SpecInput{
+		ID:             id,
+		Config:         rec.Config,
+		HostConfig:     rec.HostConfig,
+		User:           u,
+		Rootfs:         rootfs,
+		CgroupsPath:    path.Join(d.cgroupParent(), id),
+		NetHost:        rec.HostConfig.NetworkMode == "host",
+		HostsPath:      filepath.Join(d.ctrDir(id), "hosts"),
+		ResolvConfPath: filepath.Join(d.ctrDir(id), "resolv.conf"),
+		HostnamePath:   filepath.Join(d.ctrDir(id), "hostname"),
+		Seccomp:        sc,
+	})
+	if err != nil {
+		return invalid(err)
+	}
+	b, err := json.MarshalIndent(spec, "", "\t")
+	if err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(d.ctrDir(id), "config.json"), b, 0o600); err != nil {
+		return err
+	}
+	h, err := d.launchShim(ctx, rec)
+	if err != nil {
+		return err
+	}
+	// Hand the shim to attach requests that came before start, and let them connect.
+	for _, w := range c.attachWaiters {
+		w.h <- h
+		select {
+		case <-w.ready:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	c.attachWaiters = nil
+	if err := h.client.Start(ctx); err != nil {
+		_ = h.client.Kill(context.WithoutCancel(ctx), syscall.SIGKILL, true)
+		return fmt.Errorf("start container: %w", err)
+	}
+	st, err := h.client.State(ctx)
+	if err != nil {
+		return fmt.Errorf("container state: %w", err)
+	}
+	rec.Generation++
+	rec.State = ctrState{
+		Status:        mcontainer.StateRunning,
+		Pid:           st.Pid,
+		StartedAt:     time.Now().UTC(),
+		StoppedByUser: rec.State.StoppedByUser,
+	}
+	if st.State == "exited" {
+		// It exited before we looked; the monitor records the exit.
+		rec.State.Pid = 0
+	}
+	c.shim = h
+	if err := d.saveCtr(rec); err != nil {
+		return fmt.Errorf("save container: %w", err)
+	}
+	d.events.Publish(events.ContainerEventType, events.ActionStart, id, ctrAttrs(rec))
+	go d.monitor(c, h, rec.Generation)
+	return nil
+}
+
+// seccompFor picks the profile --security-opt asks for: Docker's default, none, or a file in
+// Docker's profile format.
+func (d *Daemon) seccompFor(hc *mcontainer.HostConfig) (*specs.LinuxSeccomp, error) {
+	so, err := container.ParseSecurityOpts(hc.SecurityOpt)
+	if err != nil {
+		return nil, err
+	}
+	if so.SeccompUnconfined || hc.Privileged {
+		return nil, nil
+	}
+	rs := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{}}}
+	if caps, err := container.Capabilities(hc.CapAdd, hc.CapDrop, hc.Privileged); err == nil {
+		rs.Process.Capabilities.Bounding = caps
+	}
+	if so.SeccompProfile != "" {
+		// The CLI sends the profile's content, not its path.
+		return seccomp.LoadProfile(so.SeccompProfile, rs)
+	}
+	return seccomp.GetDefaultProfile(rs)
+}
+
+// resolveUser reads the image's /etc/passwd and /etc/group (inside rootfs, never following
+// links out of it) to turn "name", "uid", "name:group" or "uid:gid" into numeric IDs.
+func resolveUser(rootfs, spec string, groupAdd []string) (container.User, error) {
+	defaults := user.ExecUser{Uid: 0, Gid: 0, Home: "/"}
+	open := func(p string) io.Reader {
+		f, err := fsutil.OpenInRoot(rootfs, p, os.O_RDONLY)
+		if err != nil {
+			return nil
+		}
+		b, _ := io.ReadAll(io.LimitReader(f, 4<<20))
+		_ = f.Close()
+		return strings.NewReader(string(b))
+	}
+	passwd, group := open("/etc/passwd"), open("/etc/group")
+	eu, err := user.GetExecUser(spec, &defaults, passwd, group)
+	if err != nil {
+		return container.User{}, fmt.Errorf("unable to find user %s: %w", spec, err)
+	}
+	u := container.User{UID: uint32(eu.Uid), GID: uint32(eu.Gid), Home: eu.Home}
+	for _, g := range eu.Sgids {
+		u.AdditionalGids = append(u.AdditionalGids, uint32(g))
+	}
+	if len(groupAdd) > 0 {
+		gids, err := user.GetAdditionalGroups(groupAdd, open("/etc/group"))
+		if err != nil {
+			return container.User{}, fmt.Errorf("invalid --group-add: %w", err)
+		}
+		for _, g := range gids {
+			u.AdditionalGids = append(u.AdditionalGids, uint32(g))
+		}
+	}
+	return u, nil
+}
+
+// mkdirInRoot creates dir (absolute, inside rootfs) and its parents, owned by uid:gid, without
+// following links out of rootfs.
+func mkdirInRoot(rootfs, dir string, uid, gid int) error {
+	parts := strings.Split(filepath.Clean("/"+dir), "/")
+	cur := "/"
+	for _, p := range parts {
+		if p == "" {
+			continue
+		}
+		next := filepath.Join(cur, p)
+		f, err := fsutil.OpenInRoot(rootfs, next, os.O_RDONLY|syscall.O_DIRECTORY)
+		if err == nil {
+			_ = f.Close()
+			cur = next
+			continue
+		}
+		parent, perr := fsutil.OpenInRoot(rootfs, cur, os.O_RDONLY|syscall.O_DIRECTORY)
+		if perr != nil {
+			return perr
+		}
+		err = syscall.Mkdirat(int(parent.Fd()), p, 0o755)
+		if err == nil {
+			_ = syscall.Fchownat(int(parent.Fd()), p, uid, gid, 0x100 /* AT_SYMLINK_NOFOLLOW */)
+		}
+		_ = parent.Close()
+		if err != nil && !errors.Is(err, syscall.EEXIST) {
+			return err
+		}
+		cur = next
+	}
+	return nil
+}
+
+// launchShim starts `berth shim` for a container in its own session and waits until the
+// container is created (or creating it failed, with the runtime's message).
+func (d *Daemon) launchShim(ctx context.Context, rec *ctrRecord) (*shimHandle, error) {
+	dir := d.shimDir(rec.ID)
+	_ = os.RemoveAll(dir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create shim directory: %w", err)
+	}
+	self := d.cfg.Binary
+	if self == "" {
+		var err error
+		if self, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("find berth binary: %w", err)
+		}
+	}
+	args := []string{"shim", "--id", rec.ID, "--bundle", d.ctrDir(rec.ID), "--dir", dir,
+		"--log", d.logPath(rec.ID), "--runtime-root", d.runtimeRoot()}
+	if rec.Config.Tty {
+		args = append(args, "--tty")
+	}
+	if rec.Config.OpenStdin {
+		args = append(args, "--stdin")
+	}
+	if rec.Config.StdinOnce {
+		args = append(args, "--stdin-once")
+	}
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer readyR.Close()
+	logf, err := os.OpenFile(filepath.Join(dir, "shim.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		readyW.Close()
+		return nil, err
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Args[0] = "berth"
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.ExtraFiles = []*os.File{readyW}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	err = cmd.Start()
+	readyW.Close()
+	logf.Close()
+	if err != nil {
+		return nil, fmt.Errorf("start shim: %w", err)
+	}
+	// Reap the shim when it ends; it is our child until this daemon exits.
+	go func() { _ = cmd.Wait() }()
+	type result struct {
+		line string
+		err  error
+	}
+	resc := make(chan result, 1)
+	go func() {
+		line, err := bufio.NewReader(readyR).ReadString('\n')
+		resc <- result{strings.TrimSpace(line), err}
+	}()
+	var res result
+	select {
+	case res = <-resc:
+	case <-ctx.Done():
+		_ = cmd.Process.Kill()
+		return nil, ctx.Err()
+	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Kill()
+		return nil, errors.New("shim did not report within 60s")
+	}
+	if msg, ok := strings.CutPrefix(res.line, "error "); ok {
+		return nil, errdefs.ErrUnknown.WithMessage("failed to create container: " + msg)
+	}
+	if res.line != "ok" {
+		tail, _ := os.ReadFile(filepath.Join(dir, "shim.log"))
+		return nil, fmt.Errorf("shim failed to start (%v): %s", res.err, lastLines(string(tail), 5))
+	}
+	return &shimHandle{dir: dir, client: shim.NewClient(dir)}, nil
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "; ")
+}
+
+// monitor waits for a run of a container to end and records its exit.
+func (d *Daemon) monitor(c *ctr, h *shimHandle, gen int) {
+	st, err := h.client.Wait(d.ctx)
+	if err != nil {
+		if d.ctx.Err() != nil {
+			return // daemon shutting down; the next daemon reconciles
+		}
+		d.log.Warn("lost container shim", "container", c.rec.ID, "err", err)
+		st = shim.Status{State: "exited", ExitCode: 255, ExitedAt: time.Now().UTC()}
+		if errors.Is(err, shim.ErrShimGone) {
+			d.killOrphan(c.rec.ID)
+		}
+	}
+	d.handleExit(c, gen, st)
+}
+
+// killOrphan kills a container whose shim died, through the runtime's own state.
+func (d *Daemon) killOrphan(id string) {
+	rt := d.runtime()
+	ctx := context.Background()
+	_ = rt.Kill(ctx, id, syscall.SIGKILL, true)
+	_ = rt.Delete(ctx, id, true)
+}
+
+// handleExit records a container's exit and applies its restart policy.
+func (d *Daemon) handleExit(c *ctr, gen int, st shim.Status) {
+	c.mu.Lock()
+	if c.rec.Generation != gen || (c.rec.State.Status != mcontainer.StateRunning && c.rec.State.Status != mcontainer.StatePaused) {
+		c.mu.Unlock()
+		return
+	}
+	rec := &c.rec
+	_ = snapshot.UnmountAll(d.rootfsDir(rec.ID))
+	ranFor := time.Since(rec.State.StartedAt)
+	if !st.ExitedAt.IsZero() && !rec.State.StartedAt.IsZero() {
+		ranFor = st.ExitedAt.Sub(rec.State.StartedAt)
+	}
+	finished := st.ExitedAt
+	if finished.IsZero() {
+		finished = time.Now().UTC()
+	}
+	rec.State.Status = mcontainer.StateExited
+	rec.State.Pid = 0
+	rec.State.ExitCode = st.ExitCode
+	rec.State.OOMKilled = st.OOMKilled
+	rec.State.FinishedAt = finished
+	c.shim = nil
+	_ = os.RemoveAll(d.shimDir(rec.ID))
+	if err := d.saveCtr(rec); err != nil {
+		d.log.Error("save container exit", "container", rec.ID, "err", err)
+	}
+	attrs := ctrAttrs(rec)
+	if st.OOMKilled {
+		d.events.Publish(events.ContainerEventType, events.ActionOOM, rec.ID, attrs)
+	}
+	attrs["exitCode"] = strconv.Itoa(st.ExitCode)
+	d.events.Publish(events.ContainerEventType, events.ActionDie, rec.ID, attrs)
+	close(c.exited)
+	c.exited = make(chan struct{})
+	autoRemove := rec.HostConfig.AutoRemove
+	restart, delay := d.restartDecision(rec, ranFor)
+	if restart {
+		rec.RestartCount++
+		rec.State.Status = mcontainer.StateRestarting
+		_ = d.saveCtr(rec)
+		stop := make(chan struct{})
+		c.stopRestart = stop
+		go d.restartAfter(c, delay, stop)
+	}
+	c.mu.Unlock()
+	if autoRemove {
+		if err := d.ContainerRemove(context.Background(), rec.ID, true, true); err != nil && !errdefs.IsNotFound(err) {
+			d.log.Warn("auto-remove container", "container", rec.ID, "err", err)
+		}
+	}
+}
+
+// restartDecision applies the restart policy: whether to restart, and after what back-off
+// (Docker's: 100ms doubling up to a minute, reset after a run of 10s or more).
+func (d *Daemon) restartDecision(rec *ctrRecord, ranFor time.Duration) (bool, time.Duration) {
+	p := rec.HostConfig.RestartPolicy
+	switch p.Name {
+	case mcontainer.RestartPolicyAlways:
+	case mcontainer.RestartPolicyUnlessStopped:
+		if rec.State.StoppedByUser {
+			return false, 0
+		}
+	case mcontainer.RestartPolicyOnFailure:
+		if rec.State.ExitCode == 0 || rec.State.StoppedByUser {
+			return false, 0
+		}
+		if p.MaximumRetryCount > 0 && rec.RestartCount >= p.MaximumRetryCount {
+			return false, 0
+		}
+	default:
+		return false, 0
+	}
+	if rec.State.StoppedByUser && p.Name != mcontainer.RestartPolicyAlways {
+		return false, 0
+	}
+	if rec.State.StoppedByUser {
+		// `docker stop` of an always container keeps it stopped until the daemon restarts.
+		return false, 0
+	}
+	return true, backoff(rec.RestartCount, ranFor)
+}
+
+func backoff(restarts int, ranFor time.Duration) time.Duration {
+	if ranFor >= 10*time.Second {
+		return 100 * time.Millisecond
+	}
+	dl := 100 * time.Millisecond
+	for i := 0; i < restarts && dl < time.Minute; i++ {
+		dl *= 2
+	}
+	return min(dl, time.Minute)
+}
+
+func (d *Daemon) restartAfter(c *ctr, delay time.Duration, stop chan struct{}) {
+	select {
+	case <-time.After(delay):
+	case <-stop:
+		return
+	case <-d.ctx.Done():
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopRestart != stop || c.rec.State.Status != mcontainer.StateRestarting {
+		return
+	}
+	c.stopRestart = nil
+	if err := d.startLocked(d.ctx, c); err != nil {
+		d.log.Warn("restart container", "container", c.rec.ID, "err", err)
+		c.rec.State.Status = mcontainer.StateExited
+		_ = d.saveCtr(&c.rec)
+	} else {
+		d.events.Publish(events.ContainerEventType, events.ActionRestart, c.rec.ID, ctrAttrs(&c.rec))
+	}
+}
+
+// cancelRestart stops a pending restart; c.mu is held.
+func (c *ctr) cancelRestart() {
+	if c.stopRestart != nil {
+		close(c.stopRestart)
+		c.stopRestart = nil
+		if c.rec.State.Status == mcontainer.StateRestarting {
+			c.rec.State.Status = mcontainer.StateExited
+		}
+	}
+}

@@ -1,0 +1,401 @@
+package linux
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerd/cgroups/v3"
+	"github.com/containerd/cgroups/v3/cgroup1"
+	"github.com/containerd/cgroups/v3/cgroup2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// cgroupState is what the runtime persists about a container's cgroup so that any later
+// invocation (another `berth oci` process, a restarted shim) finds the same directories even if
+// its own cgroup differs from the creator's.
+type cgroupState struct {
+	// V1 maps each v1 controller name to the container's path inside that hierarchy.
+	V1 map[string]string `json:"v1,omitempty"`
+	// V2 is the container's path inside the unified hierarchy.
+	V2 string `json:"v2,omitempty"`
+}
+
+// Stats is a point-in-time resource usage sample of a container's cgroup.
+type Stats struct {
+	CPUUsageNS  uint64 `json:"cpuUsageNs"`
+	MemoryUsage uint64 `json:"memoryUsage"`
+	MemoryLimit uint64 `json:"memoryLimit"`
+	Pids        uint64 `json:"pids"`
+}
+
+const unifiedMountpoint = "/sys/fs/cgroup"
+
+// cgroupIsV2 reports whether the host runs the unified (v2-only) hierarchy. Hybrid hosts, whose
+// v2 mount carries no useful controllers, use v1.
+func cgroupIsV2() bool { return cgroups.Mode() == cgroups.Unified }
+
+// defaultDeviceRules are always allowed when the spec restricts devices at all, so that the
+// devices the runtime itself creates in /dev stay usable.
+func defaultDeviceRules() []specs.LinuxDeviceCgroup {
+	c := func(major, minor int64) specs.LinuxDeviceCgroup {
+		return specs.LinuxDeviceCgroup{Allow: true, Type: "c", Major: &major, Minor: &minor, Access: "rwm"}
+	}
+	return []specs.LinuxDeviceCgroup{c(1, 3), c(1, 5), c(1, 7), c(1, 8), c(1, 9), c(5, 0), c(5, 1), c(5, 2), c(136, -1)}
+}
+
+// createCgroup makes the container's cgroup at cgroupsPath (absolute: from the hierarchy root;
+// relative or empty: under the caller's own cgroup, so berth run inside a cgroup stays inside
+// it) and applies the spec's resources.
+func createCgroup(id, cgroupsPath string, res *specs.LinuxResources) (cgroupState, error) {
+	if cgroupsPath == "" {
+		cgroupsPath = filepath.Join("berth", id)
+	}
+	if strings.Contains(cgroupsPath, "..") {
+		return cgroupState{}, fmt.Errorf("cgroupsPath %q must not contain \"..\"", cgroupsPath)
+	}
+	if res == nil {
+		res = &specs.LinuxResources{}
+	}
+	r := *res
+	if len(r.Devices) > 0 {
+		r.Devices = append(append([]specs.LinuxDeviceCgroup{}, r.Devices...), defaultDeviceRules()...)
+	}
+	if cgroupIsV2() {
+		group := cgroupsPath
+		if !filepath.IsAbs(group) {
+			_, own, err := cgroups.ParseCgroupFileUnified("/proc/self/cgroup")
+			if err != nil {
+				return cgroupState{}, fmt.Errorf("read own cgroup: %w", err)
+			}
+			group = filepath.Join("/", own, group)
+		}
+		v2res := cgroup2.ToResources(&r)
+		v2res.Devices = r.Devices
+		if _, err := cgroup2.NewManager(unifiedMountpoint, group, v2res); err != nil {
+			return cgroupState{}, fmt.Errorf("create cgroup %s: %w", group, err)
+		}
+		return cgroupState{V2: group}, nil
+	}
+	subsystems, err := cgroup1.Default()
+	if err != nil {
+		return cgroupState{}, fmt.Errorf("list cgroup v1 controllers: %w", err)
+	}
+	nested := cgroup1.NestedPath(cgroupsPath)
+	paths := map[string]string{}
+	for _, s := range subsystems {
+		if filepath.IsAbs(cgroupsPath) {
+			paths[string(s.Name())] = cgroupsPath
+			continue
+		}
+		p, err := nested(s.Name())
+		if err != nil {
+			continue // controller not mounted for us
+		}
+		paths[string(s.Name())] = p
+	}
+	st := cgroupState{V1: paths}
+	if _, err := cgroup1.New(v1Path(paths), &r, cgroup1.WithHierarchy(onlyHierarchy(subsystems))); err != nil {
+		cleanupErr := removeCgroupDirs(st)
+		return cgroupState{}, errors.Join(fmt.Errorf("create cgroup %s: %w", cgroupsPath, err), cleanupErr)
+	}
+	return st, nil
+}
+
+func onlyHierarchy(s []cgroup1.Subsystem) cgroup1.Hierarchy {
+	return func() ([]cgroup1.Subsystem, error) { return s, nil }
+}
+
+func v1Path(paths map[string]string) cgroup1.Path {
+	return func(name cgroup1.Name) (string, error) {
+		if p, ok := paths[string(name)]; ok {
+			return p, nil
+		}
+		return "", cgroup1.ErrControllerNotActive
+	}
+}
+
+// v1Dir returns the directory of controller ctl for the container, or "".
+func (c cgroupState) v1Dir(ctl string) string {
+	p, ok := c.V1[ctl]
+	if !ok {
+		return ""
+	}
+	return filepath.Join(unifiedMountpoint, ctl, p)
+}
+
+func (c cgroupState) v2Dir() string { return filepath.Join(unifiedMountpoint, c.V2) }
+
+// procsFile is a cgroup.procs file that lists every process of the container.
+func (c cgroupState) procsDir() string {
+	if c.V2 != "" {
+		return c.v2Dir()
+	}
+	for _, ctl := range []string{"freezer", "pids", "memory", "cpu", "devices"} {
+		if d := c.v1Dir(ctl); d != "" {
+			return d
+		}
+	}
+	return ""
+}
+
+// addProc moves pid into every controller of the container's cgroup.
+func (c cgroupState) addProc(pid int) error {
+	b := []byte(strconv.Itoa(pid))
+	if c.V2 != "" {
+		return writeFile(filepath.Join(c.v2Dir(), "cgroup.procs"), b)
+	}
+	for ctl := range c.V1 {
+		if err := writeFile(filepath.Join(c.v1Dir(ctl), "cgroup.procs"), b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeFile(p string, b []byte) error {
+	if err := os.WriteFile(p, b, 0); err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	return nil
+}
+
+// pids lists every process in the container's cgroup tree.
+func (c cgroupState) pids() ([]int, error) {
+	root := c.procsDir()
+	if root == "" {
+		return nil, nil
+	}
+	var out []int
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		b, err := os.ReadFile(filepath.Join(p, "cgroup.procs"))
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		for _, l := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(l); err == nil {
+				out = append(out, n)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// freeze freezes (or thaws) the container and waits until the kernel reports the new state.
+func (c cgroupState) freeze(frozen bool) error {
+	if c.V2 != "" {
+		m, err := cgroup2.Load(c.V2, cgroup2.WithMountpoint(unifiedMountpoint))
+		if err != nil {
+			return fmt.Errorf("load cgroup: %w", err)
+		}
+		if frozen {
+			return m.Freeze()
+		}
+		return m.Thaw()
+	}
+	if c.v1Dir("freezer") == "" {
+		return errors.New("freezer cgroup controller is not available")
+	}
+	cg, err := cgroup1.Load(v1Path(c.V1), cgroup1.WithHierarchy(cgroup1.Default))
+	if err != nil {
+		return fmt.Errorf("load cgroup: %w", err)
+	}
+	if frozen {
+		return cg.Freeze()
+	}
+	return cg.Thaw()
+}
+
+// isFrozen reports whether the container's cgroup is frozen.
+func (c cgroupState) isFrozen() bool {
+	if c.V2 != "" {
+		b, err := os.ReadFile(filepath.Join(c.v2Dir(), "cgroup.freeze"))
+		return err == nil && strings.TrimSpace(string(b)) == "1"
+	}
+	d := c.v1Dir("freezer")
+	if d == "" {
+		return false
+	}
+	b, err := os.ReadFile(filepath.Join(d, "freezer.state"))
+	return err == nil && strings.TrimSpace(string(b)) != "THAWED"
+}
+
+// stats samples cpu, memory and pids usage.
+func (c cgroupState) stats() (*Stats, error) {
+	if c.V2 != "" {
+		m, err := cgroup2.Load(c.V2, cgroup2.WithMountpoint(unifiedMountpoint))
+		if err != nil {
+			return nil, fmt.Errorf("load cgroup: %w", err)
+		}
+		mt, err := m.Stat()
+		if err != nil {
+			return nil, fmt.Errorf("cgroup stats: %w", err)
+		}
+		s := &Stats{}
+		if mt.CPU != nil {
+			s.CPUUsageNS = mt.CPU.UsageUsec * 1000
+		}
+		if mt.Memory != nil {
+			s.MemoryUsage, s.MemoryLimit = mt.Memory.Usage, mt.Memory.UsageLimit
+		}
+		if mt.Pids != nil {
+			s.Pids = mt.Pids.Current
+		}
+		return s, nil
+	}
+	cg, err := cgroup1.Load(v1Path(c.V1), cgroup1.WithHierarchy(cgroup1.Default))
+	if err != nil {
+		return nil, fmt.Errorf("load cgroup: %w", err)
+	}
+	mt, err := cg.Stat(cgroup1.IgnoreNotExist)
+	if err != nil {
+		return nil, fmt.Errorf("cgroup stats: %w", err)
+	}
+	s := &Stats{}
+	if mt.CPU != nil && mt.CPU.Usage != nil {
+		s.CPUUsageNS = mt.CPU.Usage.Total
+	}
+	if mt.Memory != nil && mt.Memory.Usage != nil {
+		s.MemoryUsage, s.MemoryLimit = mt.Memory.Usage.Usage, mt.Memory.Usage.Limit
+	}
+	if mt.Pids != nil {
+		s.Pids = mt.Pids.Current
+	}
+	return s, nil
+}
+
+// oomKilled reports whether the kernel OOM killer killed a process of the container: v1's
+// memory.oom_control "oom_kill" counter, v2's memory.events "oom_kill".
+func (c cgroupState) oomKilled() (bool, error) {
+	var p string
+	if c.V2 != "" {
+		p = filepath.Join(c.v2Dir(), "memory.events")
+	} else {
+		d := c.v1Dir("memory")
+		if d == "" {
+			return false, nil
+		}
+		p = filepath.Join(d, "memory.oom_control")
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return false, nil
+		}
+		return false, fmt.Errorf("read %s: %w", p, err)
+	}
+	return parseKeyedCount(b, "oom_kill") > 0, nil
+}
+
+// parseKeyedCount returns the value of key in a "key value" per line cgroup file, or 0.
+func parseKeyedCount(b []byte, key string) uint64 {
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 2 && f[0] == key {
+			n, err := strconv.ParseUint(f[1], 10, 64)
+			if err == nil {
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+// killAll sends sig to every process of the container. For SIGKILL the cgroup is frozen first so
+// that nothing can fork between listing and killing (runc does the same).
+func (c cgroupState) killAll(sig syscall.Signal) error {
+	if sig == syscall.SIGKILL {
+		if c.V2 != "" {
+			if err := writeFile(filepath.Join(c.v2Dir(), "cgroup.kill"), []byte("1")); err == nil {
+				return nil
+			}
+		}
+		if err := c.freeze(true); err == nil {
+			defer func() { _ = c.freeze(false) }()
+		}
+	}
+	pids, err := c.pids()
+	if err != nil {
+		return fmt.Errorf("list container processes: %w", err)
+	}
+	for _, p := range pids {
+		if err := syscall.Kill(p, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("kill %d: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// remove deletes the container's cgroup directories, waiting briefly for exiting processes to
+// leave them.
+func (c cgroupState) remove() error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := removeCgroupDirs(c)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func removeCgroupDirs(c cgroupState) error {
+	var dirs []string
+	if c.V2 != "" {
+		dirs = append(dirs, c.v2Dir())
+	}
+	for ctl := range c.V1 {
+		dirs = append(dirs, c.v1Dir(ctl))
+	}
+	var errs []error
+	for _, d := range dirs {
+		if err := removeTree(d); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeTree removes a cgroup directory and its children, deepest first (cgroup directories can
+// only be rmdir'ed, never unlinked file by file).
+func removeTree(d string) error {
+	entries, err := os.ReadDir(d)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			if err := removeTree(filepath.Join(d, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	if err := syscall.Rmdir(d); err != nil && !errors.Is(err, syscall.ENOENT) {
+		return fmt.Errorf("remove cgroup %s: %w", d, err)
+	}
+	return nil
+}

@@ -1,0 +1,343 @@
+package linux
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/moby/sys/capability"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+func init() {
+	// Credentials, capabilities, no_new_privs and seccomp are per thread; InitMain does all of
+	// it on the main thread and execs from there. Locking in init() pins main to that thread.
+	if len(os.Args) > 1 && os.Args[1] == "init" {
+		runtime.LockOSThread()
+	}
+}
+
+// InitMain is the body of "berth init", the process re-executed in the container's namespaces.
+// It reads its instructions from the sync socket (fd 3), finishes the setup from inside, waits
+// for Start (create) and execs the user's process. It never returns: on failure it reports the
+// error on the sync socket (or stderr once the creator is gone) and exits non-zero.
+func InitMain() {
+	runtime.LockOSThread()
+	_ = os.Unsetenv(envNSEnter)
+	_ = os.Unsetenv(envNSFork)
+	unix.CloseOnExec(fdSync)
+	ip := &initProc{sync: os.NewFile(fdSync, "sync")}
+	ip.enc = json.NewEncoder(ip.sync)
+	ip.dec = json.NewDecoder(ip.sync)
+	err := ip.run()
+	if err == nil {
+		err = errors.New("init returned without exec")
+	}
+	if ip.readySent {
+		fmt.Fprintf(os.Stderr, "berth init: %v\n", err)
+	} else {
+		_ = ip.enc.Encode(syncMsg{Type: msgError, Error: err.Error()})
+	}
+	os.Exit(1)
+}
+
+type initProc struct {
+	sync      *os.File
+	enc       *json.Encoder
+	dec       *json.Decoder
+	readySent bool
+	cfg       initConfig
+}
+
+func (ip *initProc) run() error {
+	if err := ip.dec.Decode(&ip.cfg); err != nil {
+		return fmt.Errorf("read config: %w", err)
+	}
+	cfg := &ip.cfg
+	sp := cfg.Spec
+	if sp == nil || sp.Process == nil || len(sp.Process.Args) == 0 {
+		return errors.New("config without a process")
+	}
+	p := sp.Process
+	if cfg.Mode == initModeCreate {
+		// A new session detaches from the creator's terminal; the container's own console, if
+		// any, becomes the controlling terminal below.
+		if _, err := unix.Setsid(); err != nil {
+			return fmt.Errorf("setsid: %w", err)
+		}
+		if cfg.UnshareCgroupNS {
+			if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+				return fmt.Errorf("unshare cgroup namespace: %w", err)
+			}
+		}
+		if cfg.NewMountNS {
+			if err := ip.setupRootfs(); err != nil {
+				return err
+			}
+		}
+		if cfg.NewUTSNS {
+			if sp.Hostname != "" {
+				if err := unix.Sethostname([]byte(sp.Hostname)); err != nil {
+					return fmt.Errorf("sethostname: %w", err)
+				}
+			}
+			if sp.Domainname != "" {
+				if err := unix.Setdomainname([]byte(sp.Domainname)); err != nil {
+					return fmt.Errorf("setdomainname: %w", err)
+				}
+			}
+		}
+		if p.OOMScoreAdj != nil {
+			if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(*p.OOMScoreAdj)), 0); err != nil {
+				return fmt.Errorf("set oom_score_adj: %w", err)
+			}
+		}
+	} else if p.Terminal {
+		if _, err := unix.Setsid(); err != nil {
+			return fmt.Errorf("setsid: %w", err)
+		}
+		if err := setupConsole(fdConsole, p.ConsoleSize, false); err != nil {
+			return err
+		}
+	}
+	for _, rl := range p.Rlimits {
+		lim := syscall.Rlimit{Cur: rl.Soft, Max: rl.Hard}
+		if err := syscall.Setrlimit(rlimitTypes[rl.Type], &lim); err != nil {
+			return fmt.Errorf("setrlimit %s: %w", rl.Type, err)
+		}
+	}
+	cwd := p.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	if err := unix.Chdir(cwd); err != nil {
+		return fmt.Errorf("chdir to cwd %q: %w", cwd, err)
+	}
+	path, err := lookPath(p.Args[0], p.Env)
+	if err != nil {
+		return err
+	}
+	if err := closeExtraFDs(); err != nil {
+		return err
+	}
+	if cfg.Mode == initModeCreate {
+		if err := ip.enc.Encode(syncMsg{Type: msgReady}); err != nil {
+			return fmt.Errorf("report ready: %w", err)
+		}
+		ip.readySent = true
+		_ = ip.sync.Close()
+		// Blocks until Start opens the fifo for reading.
+		fifo, err := os.OpenFile("/proc/self/fd/"+strconv.Itoa(fdFifo), os.O_WRONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("open exec fifo: %w", err)
+		}
+		if _, err := fifo.Write([]byte("0")); err != nil {
+			return fmt.Errorf("write exec fifo: %w", err)
+		}
+		_ = fifo.Close()
+		_ = unix.Close(fdFifo)
+		if sp.Hooks != nil && len(sp.Hooks.StartContainer) > 0 {
+			st := specs.State{Version: specs.Version, ID: cfg.ID, Status: specs.StateRunning, Pid: os.Getpid(), Bundle: cfg.Bundle, Annotations: sp.Annotations}
+			if err := runHooksInContainer(sp.Hooks.StartContainer, st); err != nil {
+				return fmt.Errorf("startContainer hook: %w", err)
+			}
+		}
+	}
+	return finalizeAndExec(sp, path)
+}
+
+// finalizeAndExec drops privileges in runc's order (bounding set, then user, then the other
+// capability sets, seccomp last when no_new_privs allows it) and execs the process.
+func finalizeAndExec(sp *specs.Spec, path string) error {
+	p := sp.Process
+	var sc *specs.LinuxSeccomp
+	if sp.Linux != nil {
+		sc = sp.Linux.Seccomp
+	}
+	if p.NoNewPrivileges {
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return fmt.Errorf("set no_new_privs: %w", err)
+		}
+	}
+	// Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which is about to go.
+	if sc != nil && !p.NoNewPrivileges {
+		if err := loadSeccomp(sc); err != nil {
+			return err
+		}
+	}
+	caps, err := prepareCaps(p.Capabilities)
+	if err != nil {
+		return err
+	}
+	if err := caps.Apply(capability.BOUNDS); err != nil {
+		return fmt.Errorf("apply capability bounding set: %w", err)
+	}
+	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("keepcaps: %w", err)
+	}
+	if err := setupUser(p.User); err != nil {
+		return err
+	}
+	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("keepcaps: %w", err)
+	}
+	if err := caps.Apply(capability.CAPS | capability.AMBS); err != nil {
+		return fmt.Errorf("apply capabilities: %w", err)
+	}
+	if sc != nil && p.NoNewPrivileges {
+		if err := loadSeccomp(sc); err != nil {
+			return err
+		}
+	}
+	if err := unix.Exec(path, p.Args, p.Env); err != nil {
+		return fmt.Errorf("exec %s: %w", p.Args[0], err)
+	}
+	return nil
+}
+
+func setupUser(u specs.User) error {
+	gids := make([]int, 0, len(u.AdditionalGids))
+	for _, g := range u.AdditionalGids {
+		gids = append(gids, int(g))
+	}
+	if err := syscall.Setgroups(gids); err != nil && !(errors.Is(err, unix.EPERM) && len(gids) == 0) {
+		return fmt.Errorf("setgroups: %w", err)
+	}
+	if err := syscall.Setresgid(int(u.GID), int(u.GID), int(u.GID)); err != nil {
+		return fmt.Errorf("setgid %d: %w", u.GID, err)
+	}
+	if err := syscall.Setresuid(int(u.UID), int(u.UID), int(u.UID)); err != nil {
+		return fmt.Errorf("setuid %d: %w", u.UID, err)
+	}
+	if u.Umask != nil {
+		unix.Umask(int(*u.Umask))
+	}
+	return nil
+}
+
+// prepareCaps builds the wanted capability sets. Capabilities the runtime itself does not hold
+// (it may run inside a container without, say, CAP_SYS_RESOURCE) cannot be granted and are
+// left out rather than failing the container, which is what runc does with unknown ones.
+func prepareCaps(sc *specs.LinuxCapabilities) (capability.Capabilities, error) {
+	cur, err := capability.NewPid2(0)
+	if err != nil {
+		return nil, fmt.Errorf("capabilities: %w", err)
+	}
+	if err := cur.Load(); err != nil {
+		return nil, fmt.Errorf("capabilities: %w", err)
+	}
+	want, err := capability.NewPid2(0)
+	if err != nil {
+		return nil, fmt.Errorf("capabilities: %w", err)
+	}
+	want.Clear(capability.CAPS | capability.BOUNDS | capability.AMBS)
+	if sc == nil {
+		return want, nil
+	}
+	sets := []struct {
+		kind  capability.CapType
+		names []string
+	}{
+		{capability.BOUNDING, sc.Bounding}, {capability.EFFECTIVE, sc.Effective},
+		{capability.PERMITTED, sc.Permitted}, {capability.INHERITABLE, sc.Inheritable},
+		{capability.AMBIENT, sc.Ambient},
+	}
+	for _, s := range sets {
+		known, _ := parseCaps(s.names)
+		for _, c := range known {
+			if !cur.Get(capability.BOUNDING, c) || !cur.Get(capability.PERMITTED, c) {
+				continue
+			}
+			want.Set(s.kind, c)
+		}
+	}
+	// Ambient capabilities must be permitted and inheritable.
+	for _, c := range capability.ListKnown() {
+		if want.Get(capability.AMBIENT, c) && !(want.Get(capability.PERMITTED, c) && want.Get(capability.INHERITABLE, c)) {
+			want.Unset(capability.AMBIENT, c)
+		}
+	}
+	return want, nil
+}
+
+// lookPath resolves the process's executable inside the container with the process's PATH.
+func lookPath(file string, env []string) (string, error) {
+	check := func(p string) error {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		if fi.IsDir() || fi.Mode()&0o111 == 0 {
+			return fmt.Errorf("%s: permission denied", p)
+		}
+		return nil
+	}
+	if strings.Contains(file, "/") {
+		if err := check(file); err != nil {
+			return "", fmt.Errorf("exec: %q: %w", file, err)
+		}
+		return file, nil
+	}
+	pathEnv := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "PATH="); ok {
+			pathEnv = v
+		}
+	}
+	for _, dir := range filepath.SplitList(pathEnv) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, file)
+		if check(p) == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("exec: %q: executable file not found in $PATH", file)
+}
+
+// closeExtraFDs marks every descriptor above stderr close-on-exec, so nothing the runtime or
+// its caller held open leaks into the container (the fifo and sync descriptors are closed
+// explicitly before that).
+func closeExtraFDs() error {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return fmt.Errorf("list fds: %w", err)
+	}
+	for _, e := range entries {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd < 3 {
+			continue
+		}
+		unix.CloseOnExec(fd)
+	}
+	return nil
+}
+
+func runHooksInContainer(hooks []specs.Hook, st specs.State) error {
+	in, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	for _, h := range hooks {
+		cmd := exec.Command(h.Path)
+		if len(h.Args) > 0 {
+			cmd.Args = h.Args
+		}
+		cmd.Env = h.Env
+		cmd.Stdin = strings.NewReader(string(in))
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("%s: %w", h.Path, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,83 @@
+package linux
+
+/*
+#cgo CFLAGS: -Wall
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+// berth_nsenter runs before the Go runtime starts any thread, which is the only time a process
+// may join a mount or user namespace with setns(2). It is inert unless the parent set
+// _BERTH_NSENTER, a newline-separated list of "flag:path" entries (flag is the CLONE_NEW* value
+// in decimal), already ordered by the parent. When _BERTH_NSFORK names a file descriptor the
+// process also forks once more after joining, so that the child really is inside the joined PID
+// namespace; the intermediate writes the child's PID (as seen from the caller's namespace) to
+// that descriptor and exits.
+//
+// Only the runtime sets these variables; the container's process never sees them because the
+// Go side builds the user process's environment from the spec alone.
+__attribute__((constructor)) static void berth_nsenter(void) {
+	const char *spec = getenv("_BERTH_NSENTER");
+	if (spec == NULL || *spec == '\0') {
+		return;
+	}
+	char *copy = strdup(spec);
+	if (copy == NULL) {
+		fprintf(stderr, "berth nsenter: out of memory\n");
+		_exit(1);
+	}
+	int fds[16];
+	int flags[16];
+	int n = 0;
+	char *save = NULL;
+	for (char *tok = strtok_r(copy, "\n", &save); tok != NULL && n < 16; tok = strtok_r(NULL, "\n", &save)) {
+		char *colon = strchr(tok, ':');
+		if (colon == NULL) {
+			fprintf(stderr, "berth nsenter: bad entry %s\n", tok);
+			_exit(1);
+		}
+		*colon = '\0';
+		flags[n] = atoi(tok);
+		fds[n] = open(colon + 1, O_RDONLY | O_CLOEXEC);
+		if (fds[n] < 0) {
+			fprintf(stderr, "berth nsenter: open %s: %s\n", colon + 1, strerror(errno));
+			_exit(1);
+		}
+		n++;
+	}
+	for (int i = 0; i < n; i++) {
+		if (setns(fds[i], flags[i]) < 0) {
+			fprintf(stderr, "berth nsenter: setns %d: %s\n", flags[i], strerror(errno));
+			_exit(1);
+		}
+		close(fds[i]);
+	}
+	free(copy);
+	const char *forkfd = getenv("_BERTH_NSFORK");
+	if (forkfd != NULL && *forkfd != '\0') {
+		int fd = atoi(forkfd);
+		pid_t pid = fork();
+		if (pid < 0) {
+			fprintf(stderr, "berth nsenter: fork: %s\n", strerror(errno));
+			_exit(1);
+		}
+		if (pid > 0) {
+			dprintf(fd, "%d\n", (int)pid);
+			_exit(0);
+		}
+		close(fd);
+	}
+}
+*/
+import "C"
+
+// Environment variables read by the C constructor above.
+const (
+	envNSEnter = "_BERTH_NSENTER"
+	envNSFork  = "_BERTH_NSFORK"
+)

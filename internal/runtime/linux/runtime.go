@@ -1,0 +1,799 @@
+package linux
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Runtime manages containers whose state lives under Root (like runc's --root).
+type Runtime struct {
+	// Root is the state directory; one subdirectory per container.
+	Root string
+	// InitPath is the binary re-executed as "<InitPath> init" for container init and exec
+	// processes; it must call InitMain for that argument. Empty means /proc/self/exe.
+	InitPath string
+	// Logger receives warnings (clamped rlimits, failed poststart hooks); nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// CreateOpts are the optional inputs of Create.
+type CreateOpts struct {
+	// ConsoleSocket is a unix socket path; when the process has a terminal, the pty master is
+	// sent there with SCM_RIGHTS (required in that case).
+	ConsoleSocket string
+	// PidFile, if set, receives the init's host PID.
+	PidFile string
+	// Stdio are the init's stdin, stdout and stderr; nil entries mean the caller's own.
+	Stdio [3]*os.File
+}
+
+// ExecOpts are the optional inputs of Exec; fields mean the same as in CreateOpts.
+type ExecOpts struct {
+	ConsoleSocket string
+	PidFile       string
+	Stdio         [3]*os.File
+}
+
+// Info is the runc-style detailed state of a container.
+type Info struct {
+	specs.State
+	Rootfs  string    `json:"rootfs"`
+	Created time.Time `json:"created"`
+	Owner   string    `json:"owner"`
+}
+
+func (r *Runtime) log() *slog.Logger {
+	if r.Logger != nil {
+		return r.Logger
+	}
+	return slog.Default()
+}
+
+func (r *Runtime) initPath() string {
+	if r.InitPath != "" {
+		return r.InitPath
+	}
+	return "/proc/self/exe"
+}
+
+// LoadBundleSpec reads and minimally validates <bundle>/config.json.
+func LoadBundleSpec(bundle string) (*specs.Spec, error) {
+	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("bundle %s has no config.json: %w", bundle, errdefs.ErrInvalidArgument)
+		}
+		return nil, fmt.Errorf("read bundle config: %w", err)
+	}
+	var s specs.Spec
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("parse %s/config.json: %v: %w", bundle, err, errdefs.ErrInvalidArgument)
+	}
+	if err := validateSpec(&s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+func validateSpec(s *specs.Spec) error {
+	switch {
+	case s.Root == nil || s.Root.Path == "":
+		return fmt.Errorf("config: root.path is required: %w", errdefs.ErrInvalidArgument)
+	case s.Process == nil:
+		return fmt.Errorf("config: process is required: %w", errdefs.ErrInvalidArgument)
+	case len(s.Process.Args) == 0:
+		return fmt.Errorf("config: process.args must not be empty: %w", errdefs.ErrInvalidArgument)
+	case s.Linux == nil:
+		return fmt.Errorf("config: linux section is required: %w", errdefs.ErrInvalidArgument)
+	case s.Process.Cwd != "" && !filepath.IsAbs(s.Process.Cwd):
+		return fmt.Errorf("config: process.cwd %q must be absolute: %w", s.Process.Cwd, errdefs.ErrInvalidArgument)
+	}
+	for _, m := range s.Mounts {
+		if !filepath.IsAbs(m.Destination) {
+			return fmt.Errorf("config: mount destination %q must be absolute: %w", m.Destination, errdefs.ErrInvalidArgument)
+		}
+	}
+	return nil
+}
+
+func currentHardLimit(res int) (uint64, error) {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(res, &rl); err != nil {
+		return 0, err
+	}
+	return rl.Max, nil
+}
+
+func stdio(f [3]*os.File) (in, out, errf *os.File) {
+	in, out, errf = f[0], f[1], f[2]
+	if in == nil {
+		in = os.Stdin
+	}
+	if out == nil {
+		out = os.Stdout
+	}
+	if errf == nil {
+		errf = os.Stderr
+	}
+	return in, out, errf
+}
+
+// child is a started init (or exec) process with the parent's end of the sync socket.
+type child struct {
+	cmd  *exec.Cmd
+	pid  int // host PID of the process that will become the container process
+	sync *os.File
+	enc  *json.Encoder
+	dec  *json.Decoder
+	// direct is true when pid is our own child (no intermediate fork).
+	direct bool
+	// stop detaches the context watcher that closes sync when the caller's context ends.
+	stop func() bool
+}
+
+func (c *child) close() {
+	c.stop()
+	c.sync.Close()
+}
+
+// startChild starts "<init> init" with the given clone flags, extra files after the sync socket
+// and namespaces to join. When forkAfterJoin is set, the C constructor forks once more after
+// joining and the grandchild becomes the container process.
+func (r *Runtime) startChild(ctx context.Context, cloneFlags uintptr, sp *specs.Spec, join []string, forkAfterJoin bool, extra []*os.File, io3 [3]*os.File) (*child, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socketpair: %w", err)
+	}
+	parentSock := os.NewFile(uintptr(fds[0]), "sync-parent")
+	childSock := os.NewFile(uintptr(fds[1]), "sync-child")
+	defer childSock.Close()
+
+	cmd := exec.Command(r.initPath(), "init")
+	cmd.Args[0] = "berth"
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio(io3)
+	cmd.ExtraFiles = append([]*os.File{childSock}, extra...)
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	var pidR, pidW *os.File
+	if len(join) > 0 {
+		cmd.Env = append(cmd.Env, envNSEnter+"="+strings.Join(join, "\n"))
+	}
+	if forkAfterJoin {
+		pidR, pidW, err = os.Pipe()
+		if err != nil {
+			parentSock.Close()
+			return nil, fmt.Errorf("pipe: %w", err)
+		}
+		defer pidR.Close()
+		cmd.ExtraFiles = append(cmd.ExtraFiles, pidW)
+		cmd.Env = append(cmd.Env, envNSFork+"="+strconv.Itoa(2+len(cmd.ExtraFiles)))
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: cloneFlags}
+	if cloneFlags&unix.CLONE_NEWUSER != 0 && sp.Linux != nil {
+		for _, m := range sp.Linux.UIDMappings {
+			cmd.SysProcAttr.UidMappings = append(cmd.SysProcAttr.UidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
+		}
+		for _, m := range sp.Linux.GIDMappings {
+			cmd.SysProcAttr.GidMappings = append(cmd.SysProcAttr.GidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
+		}
+		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
+	}
+	if err := cmd.Start(); err != nil {
+		parentSock.Close()
+		if pidW != nil {
+			pidW.Close()
+		}
+		return nil, fmt.Errorf("start container init: %w", err)
+	}
+	c := &child{cmd: cmd, pid: cmd.Process.Pid, sync: parentSock, enc: json.NewEncoder(parentSock), dec: json.NewDecoder(parentSock), direct: true}
+	if forkAfterJoin {
+		pidW.Close()
+		b, rerr := io.ReadAll(pidR)
+		werr := cmd.Wait()
+		pid, perr := strconv.Atoi(strings.TrimSpace(string(b)))
+		if rerr != nil || werr != nil || perr != nil || pid <= 0 {
+			parentSock.Close()
+			return nil, fmt.Errorf("join namespaces %v: intermediate process failed: %w", join, errors.Join(rerr, werr, perr))
+		}
+		c.pid, c.direct = pid, false
+	}
+	// Closing our end unblocks the read if ctx ends while we wait on the child.
+	c.stop = context.AfterFunc(ctx, func() { parentSock.Close() })
+	return c, nil
+}
+
+// kill ends a child that failed during setup and reaps it when it is ours.
+func (c *child) kill() {
+	_ = unix.Kill(c.pid, unix.SIGKILL)
+	if c.direct {
+		_ = c.cmd.Wait()
+	}
+	c.close()
+}
+
+// readMsg reads the next sync message; EOF becomes an error naming the dead child.
+func (c *child) readMsg() (syncMsg, error) {
+	var m syncMsg
+	if err := c.dec.Decode(&m); err != nil {
+		if errors.Is(err, io.EOF) {
+			return m, io.EOF
+		}
+		return m, fmt.Errorf("read from container init: %w", err)
+	}
+	return m, nil
+}
+
+// Create sets up container id from the bundle and leaves its init blocked until Start.
+func (r *Runtime) Create(ctx context.Context, id, bundle string, opts CreateOpts) (retErr error) {
+	if err := validateID(id); err != nil {
+		return err
+	}
+	bundle, err := filepath.Abs(bundle)
+	if err != nil {
+		return fmt.Errorf("bundle path: %w", err)
+	}
+	sp, err := LoadBundleSpec(bundle)
+	if err != nil {
+		return err
+	}
+	rootfs := sp.Root.Path
+	if !filepath.IsAbs(rootfs) {
+		rootfs = filepath.Join(bundle, rootfs)
+	}
+	if fi, err := os.Stat(rootfs); err != nil || !fi.IsDir() {
+		return fmt.Errorf("rootfs %s is not a directory: %w", rootfs, errdefs.ErrInvalidArgument)
+	}
+	plan, err := planNamespaces(sp.Linux.Namespaces)
+	if err != nil {
+		return err
+	}
+	newMount := plan.cloneFlags&unix.CLONE_NEWNS != 0
+	if !newMount {
+		return fmt.Errorf("config: a new mount namespace is required: %w", errdefs.ErrInvalidArgument)
+	}
+	if sp.Process.Terminal && opts.ConsoleSocket == "" {
+		return fmt.Errorf("process.terminal is set but no console socket was given: %w", errdefs.ErrInvalidArgument)
+	}
+	rl, warnings, err := clampRlimits(sp.Process.Rlimits, currentHardLimit)
+	if err != nil {
+		return err
+	}
+	for _, w := range warnings {
+		r.log().Warn(w, "container", id)
+	}
+	sp.Process.Rlimits = rl
+
+	if err := os.MkdirAll(r.Root, 0o700); err != nil {
+		return fmt.Errorf("create runtime root: %w", err)
+	}
+	dir := r.dir(id)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("container with id %q already exists: %w", id, errdefs.ErrAlreadyExists)
+		}
+		return fmt.Errorf("create container state dir: %w", err)
+	}
+	var cg *cgroupState
+	var ch *child
+	defer func() {
+		if retErr == nil {
+			return
+		}
+		if ch != nil {
+			ch.kill()
+		}
+		if cg != nil {
+			if err := cg.killAll(unix.SIGKILL); err != nil {
+				r.log().Warn("cleanup: kill container processes", "container", id, "err", err)
+			}
+			if err := cg.remove(); err != nil {
+				r.log().Warn("cleanup: remove cgroup", "container", id, "err", err)
+			}
+		}
+		_ = os.RemoveAll(dir)
+	}()
+
+	cfgJSON, err := json.Marshal(sp)
+	if err != nil {
+		return fmt.Errorf("encode config: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(dir, "config.json"), cfgJSON, 0o600); err != nil {
+		return err
+	}
+	fifo := r.fifoPath(id)
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		return fmt.Errorf("create exec fifo: %w", err)
+	}
+	fifoFD, err := unix.Open(fifo, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open exec fifo: %w", err)
+	}
+	fifoFile := os.NewFile(uintptr(fifoFD), "exec.fifo")
+	defer fifoFile.Close()
+	extra := []*os.File{fifoFile}
+	if opts.ConsoleSocket != "" {
+		f, err := dialConsole(opts.ConsoleSocket)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		extra = append(extra, f)
+	}
+
+	var res *specs.LinuxResources
+	if sp.Linux != nil {
+		res = sp.Linux.Resources
+	}
+	cs, err := createCgroup(id, sp.Linux.CgroupsPath, res)
+	if err != nil {
+		return fmt.Errorf("cgroup: %w", err)
+	}
+	cg = &cs
+
+	ch, err = r.startChild(ctx, plan.cloneFlags, sp, plan.join, plan.joinPID, extra, opts.Stdio)
+	if err != nil {
+		return err
+	}
+	if err := cg.addProc(ch.pid); err != nil {
+		return fmt.Errorf("join cgroup: %w", err)
+	}
+	cfg := initConfig{
+		Mode: initModeCreate, ID: id, Spec: sp, Rootfs: rootfs, Bundle: bundle,
+		Console: opts.ConsoleSocket != "", NewMountNS: newMount,
+		NewUTSNS:        plan.cloneFlags&unix.CLONE_NEWUTS != 0,
+		UnshareCgroupNS: plan.unshareCgns, Cgroup: cs,
+	}
+	if err := ch.enc.Encode(cfg); err != nil {
+		return fmt.Errorf("send config to container init: %w", err)
+	}
+	hookState := specs.State{Version: specs.Version, ID: id, Status: specs.StateCreating, Pid: ch.pid, Bundle: bundle, Annotations: sp.Annotations}
+	for done := false; !done; {
+		m, err := ch.readMsg()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return fmt.Errorf("container init exited during setup")
+			}
+			return err
+		}
+		switch m.Type {
+		case msgHooks:
+			var herr error
+			if sp.Hooks != nil {
+				//lint:ignore SA1019 Prestart is deprecated but still part of the spec, and runc honours it.
+				herr = runHooks(ctx, append(append([]specs.Hook{}, sp.Hooks.Prestart...), sp.Hooks.CreateRuntime...), hookState)
+			}
+			if herr != nil {
+				return fmt.Errorf("prestart/createRuntime hook: %w", herr)
+			}
+			if err := ch.enc.Encode(syncMsg{Type: msgContinue}); err != nil {
+				return fmt.Errorf("sync with container init: %w", err)
+			}
+		case msgReady:
+			done = true
+		case msgError:
+			return fmt.Errorf("container init: %s", m.Error)
+		default:
+			return fmt.Errorf("container init sent unknown message %q", m.Type)
+		}
+	}
+	start, _, err := procStartTime(ch.pid)
+	if err != nil {
+		return fmt.Errorf("read init start time: %w", err)
+	}
+	owner := ""
+	if u, err := user.Current(); err == nil {
+		owner = u.Username
+	}
+	st := &containerState{ID: id, Bundle: bundle, Rootfs: rootfs, Pid: ch.pid, StartTime: start,
+		Created: time.Now().UTC(), Owner: owner, Annotations: sp.Annotations, Cgroup: cs}
+	if err := r.save(st); err != nil {
+		return err
+	}
+	if opts.PidFile != "" {
+		if err := writePidFile(opts.PidFile, ch.pid); err != nil {
+			return err
+		}
+	}
+	ch.close()
+	if ch.direct {
+		// The caller (a shim, or nobody for `berth oci create`) reaps the init by PID.
+		_ = ch.cmd.Process.Release()
+	}
+	ch = nil
+	return nil
+}
+
+func writePidFile(path string, pid int) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return fmt.Errorf("pid file: %w", err)
+	}
+	return writeFileAtomic(abs, []byte(strconv.Itoa(pid)), 0o644)
+}
+
+// dialConsole connects to the console socket on the host side; the child only ever sees the
+// connected descriptor, because after pivot_root the path would not resolve.
+func dialConsole(path string) (*os.File, error) {
+	conn, err := net.Dial("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("connect console socket: %w", err)
+	}
+	defer conn.Close()
+	f, err := conn.(*net.UnixConn).File()
+	if err != nil {
+		return nil, fmt.Errorf("console socket: %w", err)
+	}
+	return f, nil
+}
+
+// Start releases a created container's init so it execs the user's process.
+func (r *Runtime) Start(ctx context.Context, id string) error {
+	st, err := r.load(id)
+	if err != nil {
+		return err
+	}
+	switch s := r.status(st); s {
+	case specs.StateCreated:
+	case specs.StateStopped:
+		return fmt.Errorf("cannot start a container that has stopped: %w", errdefs.ErrFailedPrecondition)
+	default:
+		return fmt.Errorf("cannot start an already %s container: %w", s, errdefs.ErrFailedPrecondition)
+	}
+	fifo := r.fifoPath(id)
+	f, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return fmt.Errorf("open exec fifo: %w", err)
+	}
+	defer f.Close()
+	buf := make([]byte, 1)
+	for {
+		n, _ := f.Read(buf)
+		if n == 1 {
+			break
+		}
+		if !st.alive() {
+			return fmt.Errorf("container init exited before start: %w", errdefs.ErrFailedPrecondition)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	if err := os.Remove(fifo); err != nil {
+		return fmt.Errorf("remove exec fifo: %w", err)
+	}
+	if sp, err := r.loadSpec(id); err == nil && sp.Hooks != nil {
+		state := specs.State{Version: specs.Version, ID: id, Status: specs.StateRunning, Pid: st.Pid, Bundle: st.Bundle, Annotations: st.Annotations}
+		if err := runHooks(ctx, sp.Hooks.Poststart, state); err != nil {
+			r.log().Warn("poststart hook failed", "container", id, "err", err)
+		}
+	}
+	return nil
+}
+
+// State returns the OCI state of the container.
+func (r *Runtime) State(ctx context.Context, id string) (specs.State, error) {
+	info, err := r.Info(ctx, id)
+	if err != nil {
+		return specs.State{}, err
+	}
+	return info.State, nil
+}
+
+// Info returns the OCI state plus runc's extra fields (rootfs, created, owner).
+func (r *Runtime) Info(_ context.Context, id string) (Info, error) {
+	st, err := r.load(id)
+	if err != nil {
+		return Info{}, err
+	}
+	s := r.status(st)
+	pid := st.Pid
+	if s == specs.StateStopped {
+		pid = 0
+	}
+	return Info{
+		State:  specs.State{Version: specs.Version, ID: id, Status: s, Pid: pid, Bundle: st.Bundle, Annotations: st.Annotations},
+		Rootfs: st.Rootfs, Created: st.Created, Owner: st.Owner,
+	}, nil
+}
+
+// List returns the ids of all containers under Root.
+func (r *Runtime) List(_ context.Context) ([]string, error) {
+	entries, err := os.ReadDir(r.Root)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	var ids []string
+	for _, e := range entries {
+		if _, err := os.Stat(filepath.Join(r.Root, e.Name(), "state.json")); err == nil {
+			ids = append(ids, e.Name())
+		}
+	}
+	return ids, nil
+}
+
+// Kill sends sig to the container's init, or with all to every process in its cgroup.
+func (r *Runtime) Kill(_ context.Context, id string, sig syscall.Signal, all bool) error {
+	st, err := r.load(id)
+	if err != nil {
+		return err
+	}
+	status := r.status(st)
+	if status == specs.StateStopped {
+		if all {
+			return st.Cgroup.killAll(sig)
+		}
+		return fmt.Errorf("container not running: %w", errdefs.ErrFailedPrecondition)
+	}
+	if all {
+		if err := st.Cgroup.killAll(sig); err != nil {
+			return err
+		}
+	} else if err := unix.Kill(st.Pid, sig); err != nil {
+		return fmt.Errorf("kill container init: %w", err)
+	}
+	if status == StatePaused && sig == unix.SIGKILL {
+		// A frozen process only dies once thawed.
+		return st.Cgroup.freeze(false)
+	}
+	return nil
+}
+
+// Delete removes a stopped (or, with force, any) container: processes, cgroup and state.
+func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
+	st, err := r.load(id)
+	if err != nil {
+		return err
+	}
+	status := r.status(st)
+	switch status {
+	case specs.StateStopped, specs.StateCreated:
+	default:
+		if !force {
+			return fmt.Errorf("cannot delete container %s that is not stopped: %s: %w", id, status, errdefs.ErrFailedPrecondition)
+		}
+	}
+	if status != specs.StateStopped {
+		if err := st.Cgroup.killAll(unix.SIGKILL); err != nil {
+			r.log().Warn("delete: kill container processes", "container", id, "err", err)
+		}
+		_ = unix.Kill(st.Pid, unix.SIGKILL)
+		if status == StatePaused {
+			_ = st.Cgroup.freeze(false)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for st.alive() && time.Now().Before(deadline) {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	} else if pids, _ := st.Cgroup.pids(); len(pids) > 0 {
+		// The init is gone but children it left behind (it was not a real init) must not
+		// outlive the container.
+		_ = st.Cgroup.killAll(unix.SIGKILL)
+	}
+	if sp, err := r.loadSpec(id); err == nil && sp.Hooks != nil {
+		state := specs.State{Version: specs.Version, ID: id, Status: specs.StateStopped, Bundle: st.Bundle, Annotations: st.Annotations}
+		if err := runHooks(ctx, sp.Hooks.Poststop, state); err != nil {
+			r.log().Warn("poststop hook failed", "container", id, "err", err)
+		}
+	}
+	if err := st.Cgroup.remove(); err != nil {
+		return fmt.Errorf("delete container %s: %w", id, err)
+	}
+	if err := os.RemoveAll(r.dir(id)); err != nil {
+		return fmt.Errorf("delete container %s state: %w", id, err)
+	}
+	return nil
+}
+
+// Pause freezes every process of a running container.
+func (r *Runtime) Pause(_ context.Context, id string) error {
+	st, err := r.load(id)
+	if err != nil {
+		return err
+	}
+	if s := r.status(st); s != specs.StateRunning {
+		return fmt.Errorf("container not running (%s): %w", s, errdefs.ErrFailedPrecondition)
+	}
+	return st.Cgroup.freeze(true)
+}
+
+// Resume thaws a paused container.
+func (r *Runtime) Resume(_ context.Context, id string) error {
+	st, err := r.load(id)
+	if err != nil {
+		return err
+	}
+	if s := r.status(st); s != StatePaused {
+		return fmt.Errorf("container not paused (%s): %w", s, errdefs.ErrFailedPrecondition)
+	}
+	return st.Cgroup.freeze(false)
+}
+
+// Ps lists the host PIDs of every process in the container.
+func (r *Runtime) Ps(_ context.Context, id string) ([]int, error) {
+	st, err := r.load(id)
+	if err != nil {
+		return nil, err
+	}
+	return st.Cgroup.pids()
+}
+
+// Stats samples the container's cgroup.
+func (r *Runtime) Stats(_ context.Context, id string) (*Stats, error) {
+	st, err := r.load(id)
+	if err != nil {
+		return nil, err
+	}
+	return st.Cgroup.stats()
+}
+
+// OOMKilled reports whether the kernel OOM killer killed any process of the container. Call it
+// after the init exited and before Delete (Delete removes the counters).
+func (r *Runtime) OOMKilled(_ context.Context, id string) (bool, error) {
+	st, err := r.load(id)
+	if err != nil {
+		return false, err
+	}
+	return st.Cgroup.oomKilled()
+}
+
+// Exec starts process p inside running container id and returns its host PID. The process is
+// not a child of the caller (it is forked from an intermediate that joined the container's
+// namespaces), so a caller that wants its exit status must be a child subreaper
+// (prctl PR_SET_CHILD_SUBREAPER), as the shim is.
+func (r *Runtime) Exec(ctx context.Context, id string, p specs.Process, opts ExecOpts) (pid int, retErr error) {
+	st, err := r.load(id)
+	if err != nil {
+		return 0, err
+	}
+	if s := r.status(st); s != specs.StateRunning && s != specs.StateCreated {
+		return 0, fmt.Errorf("cannot exec in a %s container: %w", s, errdefs.ErrFailedPrecondition)
+	}
+	sp, err := r.loadSpec(id)
+	if err != nil {
+		return 0, err
+	}
+	if len(p.Args) == 0 {
+		return 0, fmt.Errorf("exec: process args must not be empty: %w", errdefs.ErrInvalidArgument)
+	}
+	if p.Cwd == "" {
+		p.Cwd = "/"
+	}
+	if p.Terminal && opts.ConsoleSocket == "" {
+		return 0, fmt.Errorf("process.terminal is set but no console socket was given: %w", errdefs.ErrInvalidArgument)
+	}
+	rl, warnings, err := clampRlimits(p.Rlimits, currentHardLimit)
+	if err != nil {
+		return 0, err
+	}
+	for _, w := range warnings {
+		r.log().Warn(w, "container", id)
+	}
+	p.Rlimits = rl
+	sp.Process = &p
+
+	// Join every namespace of the container's init, user namespace first.
+	var join []string
+	byType := map[specs.LinuxNamespaceType]bool{}
+	for _, ns := range sp.Linux.Namespaces {
+		byType[ns.Type] = true
+	}
+	nsFile := map[specs.LinuxNamespaceType]string{
+		specs.UserNamespace: "user", specs.IPCNamespace: "ipc", specs.UTSNamespace: "uts",
+		specs.NetworkNamespace: "net", specs.PIDNamespace: "pid", specs.CgroupNamespace: "cgroup",
+		specs.TimeNamespace: "time", specs.MountNamespace: "mnt",
+	}
+	for _, t := range nsJoinOrder {
+		if byType[t] {
+			join = append(join, fmt.Sprintf("%d:/proc/%d/ns/%s", namespaceFlags[t], st.Pid, nsFile[t]))
+		}
+	}
+	var extra []*os.File
+	devNull, err := os.Open(os.DevNull) // placeholder for the fifo slot
+	if err != nil {
+		return 0, fmt.Errorf("open %s: %w", os.DevNull, err)
+	}
+	defer devNull.Close()
+	extra = append(extra, devNull)
+	if opts.ConsoleSocket != "" {
+		f, err := dialConsole(opts.ConsoleSocket)
+		if err != nil {
+			return 0, err
+		}
+		defer f.Close()
+		extra = append(extra, f)
+	} else {
+		extra = append(extra, devNull)
+	}
+	ch, err := r.startChild(ctx, 0, sp, join, true, extra, opts.Stdio)
+	if err != nil {
+		return 0, err
+	}
+	defer func() {
+		if retErr != nil {
+			ch.kill()
+		}
+	}()
+	if err := st.Cgroup.addProc(ch.pid); err != nil {
+		return 0, fmt.Errorf("join cgroup: %w", err)
+	}
+	if err := ch.enc.Encode(initConfig{Mode: initModeExec, ID: id, Spec: sp, Console: opts.ConsoleSocket != ""}); err != nil {
+		return 0, fmt.Errorf("send config to exec process: %w", err)
+	}
+	// The child closes its end on successful execve (the descriptor is close-on-exec), so EOF
+	// after "ready" means the user's process is running.
+	for {
+		m, err := ch.readMsg()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return 0, err
+		}
+		if m.Type == msgError {
+			return 0, fmt.Errorf("exec: %s", m.Error)
+		}
+	}
+	ch.close()
+	if opts.PidFile != "" {
+		if err := writePidFile(opts.PidFile, ch.pid); err != nil {
+			return 0, err
+		}
+	}
+	return ch.pid, nil
+}
+
+// WaitPid waits for process pid (a child or, for a subreaper, an adopted descendant) and returns
+// its exit code the way a shell reports it: the exit status, or 128+signal.
+func WaitPid(pid int) (int, error) {
+	for {
+		var ws unix.WaitStatus
+		_, err := unix.Wait4(pid, &ws, 0, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return -1, fmt.Errorf("wait %d: %w", pid, err)
+		}
+		if ws.Signaled() {
+			return 128 + int(ws.Signal()), nil
+		}
+		return ws.ExitStatus(), nil
+	}
+}
+
+// LoadBundleSpecOf returns the config a container was created with (as saved at Create, with
+// rlimits clamped), for callers such as `berth oci exec` that inherit its process settings.
+func LoadBundleSpecOf(r *Runtime, id string) (*specs.Spec, error) {
+	if err := validateID(id); err != nil {
+		return nil, err
+	}
+	if _, err := r.load(id); err != nil {
+		return nil, err
+	}
+	return r.loadSpec(id)
+}

@@ -1,0 +1,366 @@
+package linux
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/berth-dev/berth/internal/testutil"
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "init" {
+		InitMain()
+	}
+	// Exec'd processes are grandchildren; adopt them so tests can wait for them.
+	_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+	os.Exit(m.Run())
+}
+
+type testCtr struct {
+	t      *testing.T
+	rt     *Runtime
+	id     string
+	bundle string
+	spec   *specs.Spec
+}
+
+// newCtr prepares a bundle with a busybox rootfs and a Docker-like spec running args. The
+// container, its cgroup and its processes are removed when the test ends, pass or fail.
+func newCtr(t *testing.T, args ...string) *testCtr {
+	t.Helper()
+	testutil.RequireRoot(t)
+	testutil.RequireBusybox(t)
+	bundle := t.TempDir()
+	rootfs := filepath.Join(bundle, "rootfs")
+	testutil.BusyboxRootfs(t, rootfs)
+	id := strings.ReplaceAll(t.Name(), "/", "_") + "-" + strconv.Itoa(os.Getpid())
+	sp := DefaultSpec("rootfs", args)
+	sp.Hostname = "berth-test"
+	sp.Linux.CgroupsPath = "berth-test-" + id
+	c := &testCtr{t: t, rt: &Runtime{Root: t.TempDir()}, id: id, bundle: bundle, spec: sp}
+	t.Cleanup(func() {
+		err := c.rt.Delete(context.Background(), id, true)
+		if err != nil && !errdefs.IsNotFound(err) {
+			t.Errorf("cleanup delete: %v", err)
+		}
+	})
+	return c
+}
+
+func (c *testCtr) writeSpec() {
+	c.t.Helper()
+	b, err := json.Marshal(c.spec)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(c.bundle, "config.json"), b, 0o644); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// create creates the container with stdout/stderr going to the returned reader.
+func (c *testCtr) create(opts CreateOpts) *os.File {
+	c.t.Helper()
+	c.writeSpec()
+	r, w, err := os.Pipe()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { r.Close() })
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer devnull.Close()
+	opts.Stdio = [3]*os.File{devnull, w, w}
+	err = c.rt.Create(context.Background(), c.id, c.bundle, opts)
+	w.Close()
+	if err != nil {
+		c.t.Fatalf("create: %v", err)
+	}
+	return r
+}
+
+// run creates, starts and waits for the container and returns its output and exit code.
+func (c *testCtr) run() (string, int) {
+	c.t.Helper()
+	out := c.create(CreateOpts{})
+	st, err := c.rt.State(context.Background(), c.id)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if st.Status != specs.StateCreated {
+		c.t.Fatalf("status after create = %s, want created", st.Status)
+	}
+	if err := c.rt.Start(context.Background(), c.id); err != nil {
+		c.t.Fatalf("start: %v", err)
+	}
+	b, _ := io.ReadAll(out)
+	code, err := WaitPid(st.Pid)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return string(b), code
+}
+
+func TestRunEcho(t *testing.T) {
+	c := newCtr(t, "echo", "hi")
+	out, code := c.run()
+	if out != "hi\n" || code != 0 {
+		t.Fatalf("got %q exit %d, want \"hi\\n\" exit 0", out, code)
+	}
+	st, err := c.rt.State(context.Background(), c.id)
+	if err != nil || st.Status != specs.StateStopped {
+		t.Fatalf("state after exit = %+v, %v", st, err)
+	}
+}
+
+func TestExitCode(t *testing.T) {
+	c := newCtr(t, "sh", "-c", "exit 3")
+	if _, code := c.run(); code != 3 {
+		t.Fatalf("exit code %d, want 3", code)
+	}
+}
+
+// TestIsolation checks several properties in one container to spare the shared CPUs.
+func TestIsolation(t *testing.T) {
+	script := `echo pid=$$
+echo procs=$(ls /proc | grep -c '^[0-9]')
+echo hostname=$(hostname)
+if echo x > /proc/sys/kernel/hostname 2>/dev/null; then echo procsys=rw; else echo procsys=ro; fi
+echo kcore=$(cat /proc/kcore | wc -c)
+if mount -t tmpfs tmpfs /mnt 2>/dev/null; then echo mount=ok; else echo mount=denied; fi
+echo nofile=$(ulimit -Hn)
+echo null=$(ls -l /dev/null | cut -c1)
+echo ptmx=$(readlink /dev/ptmx)
+echo shm=$(grep ' /dev/shm ' /proc/mounts | grep -c size=65536k)
+if touch /sys/x 2>/dev/null; then echo sys=rw; else echo sys=ro; fi
+`
+	c := newCtr(t, "sh", "-c", script)
+	// Above this host's hard limit: must be clamped, not fatal.
+	c.spec.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1 << 30, Soft: 1 << 30}}
+	out, code := c.run()
+	if code != 0 {
+		t.Fatalf("exit %d, output:\n%s", code, out)
+	}
+	var hard unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &hard); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"pid": "1", "hostname": "berth-test", "procsys": "ro", "kcore": "0", "mount": "denied",
+		"nofile": strconv.FormatUint(hard.Max, 10), "null": "c", "ptmx": "pts/ptmx", "shm": "1", "sys": "ro",
+	}
+	got := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		k, v, _ := strings.Cut(l, "=")
+		got[k] = v
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q (output:\n%s)", k, got[k], v, out)
+		}
+	}
+	// sh, ls, grep and the subshell: never the host's processes.
+	if n, _ := strconv.Atoi(got["procs"]); n < 1 || n > 5 {
+		t.Errorf("container sees %s processes, want only its own", got["procs"])
+	}
+}
+
+func TestPidsLimit(t *testing.T) {
+	// Try to start 50 sleepers under a limit of 10 processes; report the cgroup's count with
+	// shell builtins only (anything else would need a fork). The loop runs in a subshell because
+	// busybox sh exits when a fork fails.
+	c := newCtr(t, "sh", "-c", `(for i in $(seq 1 50); do sleep 5 & done) 2>/dev/null
+for f in /sys/fs/cgroup/pids/pids.current /sys/fs/cgroup/pids.current; do
+  if [ -e $f ]; then read cur < $f; echo "cur=$cur"; fi
+done`)
+	limit := int64(10)
+	c.spec.Linux.Resources.Pids = &specs.LinuxPids{Limit: &limit}
+	out, _ := c.run()
+	_, v, ok := strings.Cut(strings.TrimSpace(out), "cur=")
+	n, err := strconv.Atoi(v)
+	if !ok || err != nil || n > int(limit) || n < 2 {
+		t.Fatalf("pids limit %d not enforced: output %q", limit, out)
+	}
+}
+
+func TestMemoryLimitOOM(t *testing.T) {
+	// busybox tail keeps a whole newline-free input in memory.
+	c := newCtr(t, "sh", "-c", "head -c 300000000 /dev/zero | tail >/dev/null")
+	limit := int64(64 << 20)
+	c.spec.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &limit, Swap: &limit}
+	_, code := c.run()
+	if code == 0 {
+		t.Fatalf("memory hog exited 0 under a 64m limit")
+	}
+	oom, err := c.rt.OOMKilled(context.Background(), c.id)
+	if err != nil || !oom {
+		t.Fatalf("OOMKilled = %v, %v; want true (exit %d)", oom, err, code)
+	}
+}
+
+func TestPauseResumeExecKill(t *testing.T) {
+	c := newCtr(t, "sh", "-c", "echo started; while true; do sleep 1; done")
+	out := c.create(CreateOpts{})
+	ctx := context.Background()
+	if err := c.rt.Start(ctx, c.id); err != nil {
+		t.Fatal(err)
+	}
+	line := make([]byte, 8)
+	if _, err := io.ReadFull(out, line); err != nil || string(line) != "started\n" {
+		t.Fatalf("read %q, %v", line, err)
+	}
+	st, _ := c.rt.State(ctx, c.id)
+	if st.Status != specs.StateRunning {
+		t.Fatalf("status %s, want running", st.Status)
+	}
+	// Exec a process inside and collect its output.
+	r, w, _ := os.Pipe()
+	defer r.Close()
+	p := *c.spec.Process
+	p.Args = []string{"sh", "-c", "echo exec-ok $(hostname)"}
+	pid, err := c.rt.Exec(ctx, c.id, p, ExecOpts{Stdio: [3]*os.File{nil, w, w}})
+	w.Close()
+	if err != nil {
+		t.Fatalf("exec: %v", err)
+	}
+	b, _ := io.ReadAll(r)
+	if code, err := WaitPid(pid); err != nil || code != 0 || string(b) != "exec-ok berth-test\n" {
+		t.Fatalf("exec output %q exit %d %v", b, code, err)
+	}
+	pids, err := c.rt.Ps(ctx, c.id)
+	if err != nil || len(pids) == 0 {
+		t.Fatalf("ps = %v, %v", pids, err)
+	}
+	if err := c.rt.Pause(ctx, c.id); err != nil {
+		t.Fatalf("pause: %v", err)
+	}
+	if st, _ := c.rt.State(ctx, c.id); st.Status != StatePaused {
+		t.Fatalf("status %s, want paused", st.Status)
+	}
+	if err := c.rt.Delete(ctx, c.id, false); !errdefs.IsFailedPrecondition(err) {
+		t.Fatalf("delete of paused container without force: %v", err)
+	}
+	if err := c.rt.Resume(ctx, c.id); err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	if st, _ := c.rt.State(ctx, c.id); st.Status != specs.StateRunning {
+		t.Fatalf("status %s, want running", st.Status)
+	}
+	s, err := c.rt.Stats(ctx, c.id)
+	if err != nil || s.Pids == 0 || s.MemoryUsage == 0 {
+		t.Fatalf("stats = %+v, %v", s, err)
+	}
+	if err := c.rt.Kill(ctx, c.id, syscall.SIGKILL, false); err != nil {
+		t.Fatalf("kill: %v", err)
+	}
+	if code, err := WaitPid(st.Pid); err != nil || code != 128+9 {
+		t.Fatalf("wait after kill: %d %v", code, err)
+	}
+	if err := c.rt.Kill(ctx, c.id, syscall.SIGKILL, false); !errdefs.IsFailedPrecondition(err) {
+		t.Fatalf("kill of stopped container: %v", err)
+	}
+	if err := c.rt.Delete(ctx, c.id, false); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	if _, err := c.rt.State(ctx, c.id); !errdefs.IsNotFound(err) {
+		t.Fatalf("state after delete: %v", err)
+	}
+	if _, err := os.Stat(st.Bundle); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConsoleSocket(t *testing.T) {
+	c := newCtr(t, "sh", "-c", "test -t 0 && echo tty-ok")
+	c.spec.Process.Terminal = true
+	sock := filepath.Join(t.TempDir(), "console.sock")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	got := make(chan *os.File, 1)
+	go func() {
+		conn, err := l.AcceptUnix()
+		if err != nil {
+			got <- nil
+			return
+		}
+		defer conn.Close()
+		buf, oob := make([]byte, 64), make([]byte, unix.CmsgSpace(4))
+		_, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+		if err != nil {
+			got <- nil
+			return
+		}
+		msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+		if len(msgs) != 1 {
+			got <- nil
+			return
+		}
+		fds, _ := unix.ParseUnixRights(&msgs[0])
+		if len(fds) != 1 {
+			got <- nil
+			return
+		}
+		got <- os.NewFile(uintptr(fds[0]), "pty-master")
+	}()
+	c.create(CreateOpts{ConsoleSocket: sock})
+	master := <-got
+	if master == nil {
+		t.Fatal("no pty master received on the console socket")
+	}
+	defer master.Close()
+	ctx := context.Background()
+	st, _ := c.rt.State(ctx, c.id)
+	if err := c.rt.Start(ctx, c.id); err != nil {
+		t.Fatal(err)
+	}
+	code, err := WaitPid(st.Pid)
+	if err != nil || code != 0 {
+		t.Fatalf("exit %d %v", code, err)
+	}
+	var out bytes.Buffer
+	buf := make([]byte, 256)
+	for !strings.Contains(out.String(), "tty-ok") {
+		n, err := master.Read(buf)
+		out.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	if !strings.Contains(out.String(), "tty-ok") {
+		t.Fatalf("console output %q", out.String())
+	}
+}
+
+func TestUnknownContainer(t *testing.T) {
+	rt := &Runtime{Root: t.TempDir()}
+	ctx := context.Background()
+	if _, err := rt.State(ctx, "nope"); !errdefs.IsNotFound(err) {
+		t.Fatalf("state: %v", err)
+	}
+	if err := rt.Start(ctx, "nope"); !errdefs.IsNotFound(err) {
+		t.Fatalf("start: %v", err)
+	}
+	if err := rt.Kill(ctx, "../x", 9, false); !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("kill with bad id: %v", err)
+	}
+	if err := rt.Create(ctx, "x", t.TempDir(), CreateOpts{}); !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("create without config: %v", err)
+	}
+}

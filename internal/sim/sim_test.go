@@ -1,0 +1,278 @@
+package sim
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/berth-dev/berth/internal/sched"
+	"github.com/containerd/errdefs"
+)
+
+func traceText(vals []int) string {
+	var b strings.Builder
+	for _, v := range vals {
+		fmt.Fprintf(&b, "%d\n", v)
+	}
+	return b.String()
+}
+
+// syntheticDay writes n trace files with a daily wave plus noise.
+func syntheticDay(t *testing.T, n int, seed uint64) string {
+	t.Helper()
+	dir := t.TempDir()
+	rng := rand.New(rand.NewPCG(seed, 0))
+	for i := 0; i < n; i++ {
+		base := rng.Float64() * 30
+		vals := make([]int, SamplesPerDay)
+		for j := range vals {
+			v := base + 20*math.Sin(float64(j)/288*2*math.Pi+float64(i)) + rng.Float64()*25
+			vals[j] = int(min(max(v, 0), 99))
+		}
+		name := fmt.Sprintf("vm %03d", i) // a space, like the real data
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(traceText(vals)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestParseTrace(t *testing.T) {
+	vals := make([]int, SamplesPerDay)
+	for i := range vals {
+		vals[i] = i % 101
+	}
+	good := traceText(vals)
+	tr, err := ParseTrace("a", []byte(good))
+	if err != nil || tr.Samples[100] != 100 || tr.Samples[287] != 287%101 {
+		t.Fatalf("good trace: %v %v", err, tr.Samples[:3])
+	}
+	// No final newline, and CRLF line endings, are fine.
+	if _, err := ParseTrace("a", []byte(strings.TrimSuffix(good, "\n"))); err != nil {
+		t.Errorf("no final newline: %v", err)
+	}
+	if _, err := ParseTrace("a", []byte(strings.ReplaceAll(good, "\n", "\r\n"))); err != nil {
+		t.Errorf("CRLF: %v", err)
+	}
+	for name, text := range map[string]string{
+		"287 lines":    traceText(vals[:287]),
+		"289 lines":    good + "5\n",
+		"not a number": strings.Replace(good, "7\n", "x\n", 1),
+		"over 100":     strings.Replace(good, "7\n", "101\n", 1),
+		"negative":     strings.Replace(good, "7\n", "-1\n", 1),
+		"empty":        "",
+	} {
+		_, err := ParseTrace("f", []byte(text))
+		if err == nil || !errdefs.IsInvalidArgument(err) {
+			t.Errorf("%s: err = %v, want invalid argument", name, err)
+		}
+	}
+	_, err = ParseTrace("f", []byte(traceText(vals[:287])))
+	if !strings.Contains(err.Error(), "287 lines") || !strings.Contains(err.Error(), "exactly 288") {
+		t.Errorf("line-count message unclear: %v", err)
+	}
+}
+
+func TestLoadDayErrors(t *testing.T) {
+	_, err := LoadDay(filepath.Join(t.TempDir(), "nope"))
+	if !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "--trace") {
+		t.Errorf("missing dir: %v", err)
+	}
+	f := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(f, nil, 0o644)
+	if _, err := LoadDay(f); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("file as dir: %v", err)
+	}
+	if _, err := LoadDay(t.TempDir()); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("empty dir: %v", err)
+	}
+	dir := syntheticDay(t, 3, 1)
+	os.WriteFile(filepath.Join(dir, "short"), []byte("1\n2\n"), 0o644)
+	if _, err := LoadDay(dir); err == nil || !strings.Contains(err.Error(), `"short"`) {
+		t.Errorf("bad file not named: %v", err)
+	}
+}
+
+func TestParsePolicy(t *testing.T) {
+	for _, n := range []string{"npa", "dvfs", "berth", "thr-mmt-0.8", "iqr-mmt-1.5", "mad-mmt-2.5",
+		"lrr-mmt-1.2", "lr-mmt-1.2", "lr-mc-1.3", "thr-rs-1.0", "ols-mu-1.2", "LR-MMT-1.2"} {
+		if _, err := ParsePolicy(n, 1); err != nil {
+			t.Errorf("%s: %v", n, err)
+		}
+	}
+	for _, n := range []string{"", "lr", "lr-mmt", "lr-mmt-x", "foo-mmt-1", "lr-foo-1", "thr-mmt-1.5", "lr-mmt-1-2"} {
+		_, err := ParsePolicy(n, 1)
+		if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "--policy") {
+			t.Errorf("%q: %v", n, err)
+		}
+	}
+}
+
+func run(t *testing.T, dir, policy string) Result {
+	t.Helper()
+	traces, err := LoadDay(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, err := ParsePolicy(policy, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := RunPlanetLab(traces, pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestNPAEnergy(t *testing.T) {
+	// (400 × 117 W + 400 × 135 W) × 24 h = 2419.2 kWh, whatever the load.
+	r := run(t, syntheticDay(t, 20, 2), "npa")
+	if math.Abs(r.Metrics.EnergyKWh-2419.2) > 1e-9 || r.Metrics.Migrations != 0 || r.Hosts != 800 || r.VMs != 20 {
+		t.Fatalf("NPA: %+v", r)
+	}
+}
+
+func TestSimulationIsDeterministic(t *testing.T) {
+	dir := syntheticDay(t, 120, 3)
+	for _, p := range []string{"dvfs", "thr-rs-0.8", "lr-mmt-1.2", "berth"} {
+		a, b := run(t, dir, p), run(t, dir, p)
+		if a != b {
+			t.Errorf("%s: %+v != %+v", p, a, b)
+		}
+		if p == "dvfs" && (a.Metrics.Migrations != 0 || a.Metrics.EnergyKWh <= 0 || a.Metrics.EnergyKWh >= 2419.2) {
+			t.Errorf("dvfs: %+v", a.Metrics)
+		}
+		if p != "dvfs" && a.Metrics.Migrations == 0 {
+			t.Errorf("%s made no migrations", p)
+		}
+	}
+}
+
+func TestUtilInterpolation(t *testing.T) {
+	var v simVM
+	v.data[0], v.data[1] = 0.1, 0.4
+	if got := v.utilAt(0); got != 0.1 {
+		t.Errorf("at 0: %v", got)
+	}
+	if got := v.utilAt(100); math.Abs(got-0.2) > 1e-12 {
+		t.Errorf("at 100: %v, want 0.2", got)
+	}
+	if got := v.utilAt(300); got != 0.4 {
+		t.Errorf("at 300: %v", got)
+	}
+}
+
+func execute(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := NewCommand()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	return out.String(), err
+}
+
+func TestPlanetLabCommand(t *testing.T) {
+	dir := syntheticDay(t, 30, 4)
+	out, err := execute(t, "planetlab", "--trace", dir, "--policy", "thr-mmt-0.8", "--format", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatalf("%v: %q", err, out)
+	}
+	var keys []string
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	want := []string{"energy_kwh", "esv", "hosts", "migrations", "pdm", "slatah", "slav", "vms"}
+	if !slices.Equal(keys, want) {
+		t.Fatalf("keys %v, want %v", keys, want)
+	}
+	out, err = execute(t, "planetlab", "--trace", dir, "--policy", "dvfs", "--format", "table")
+	if err != nil || !strings.Contains(out, "SLATAH") || !strings.Contains(out, "DVFS") {
+		t.Fatalf("table: %v %q", err, out)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"planetlab", "--policy", "npa"}, "--trace is required"},
+		{[]string{"planetlab", "--trace", dir}, "--policy is required"},
+		{[]string{"planetlab", "--trace", dir, "--policy", "xyz"}, `--policy "xyz"`},
+		{[]string{"planetlab", "--trace", dir, "--policy", "npa", "--format", "xml"}, `--format "xml"`},
+		{[]string{"planetlab", "--trace", dir + "/missing", "--policy", "npa"}, "no such directory"},
+	} {
+		_, err := execute(t, c.args...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want %q", c.args, err, c.want)
+		}
+	}
+}
+
+func TestScale(t *testing.T) {
+	cfg := ScaleConfig{Nodes: 50, Tasks: 20000, Seed: 1, Policy: sched.PlacePolicy{Seed: 1}}
+	a, err := RunScale(cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := RunScale(cfg, nil, nil)
+	if a != b || a.Placed+a.Refused+a.NoFit+a.Queued != cfg.Tasks {
+		t.Fatalf("%+v vs %+v", a, b)
+	}
+	// 20000 tasks averaging 0.22 cores overfill 50 hosts: admission control
+	// must refuse some, and nothing may be placed beyond 80% of the cluster.
+	if a.Refused == 0 {
+		t.Fatalf("expected refusals: %+v", a)
+	}
+	out, err := execute(t, "scale", "--nodes", "20", "--tasks", "1000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]float64
+	if err := json.Unmarshal([]byte(out), &m); err != nil || len(m) != 4 || m["placements_per_sec"] <= 0 || m["peak_rss_mb"] <= 0 {
+		t.Fatalf("%v %q", err, out)
+	}
+	if _, err := execute(t, "scale", "--nodes", "0"); err == nil || !strings.Contains(err.Error(), "--nodes") {
+		t.Fatalf("nodes 0: %v", err)
+	}
+}
+
+func FuzzParseTrace(f *testing.F) {
+	f.Add([]byte(traceText(make([]int, SamplesPerDay))))
+	f.Add([]byte("1\n2\n3"))
+	f.Add([]byte("\r\n\n  7 \n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tr, err := ParseTrace("f", data)
+		if err == nil {
+			for _, s := range tr.Samples {
+				if s > 100 {
+					t.Fatalf("sample %d accepted", s)
+				}
+			}
+		}
+	})
+}
+
+func FuzzParsePolicy(f *testing.F) {
+	for _, s := range []string{"npa", "lr-mmt-1.2", "thr-rs-0.8", "x-y-z", "--", "mad-mc-NaN"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := ParsePolicy(s, 1)
+		if err == nil && p.Kind == Migration && (p.Consolidation.Detector == nil || p.Consolidation.Selector == nil) {
+			t.Fatalf("%q parsed without detector or selector", s)
+		}
+	})
+}

@@ -1,0 +1,287 @@
+package overlay
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/berth-dev/berth/internal/snapshot"
+	"github.com/containerd/errdefs"
+	bolt "go.etcd.io/bbolt"
+)
+
+func openDB(t *testing.T, root string) *bolt.DB {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(root, "meta.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+func newTestSnapshotter(t *testing.T) (*Snapshotter, string) {
+	t.Helper()
+	root := t.TempDir()
+	db := openDB(t, root)
+	t.Cleanup(func() { db.Close() })
+	s, err := New(root, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, root
+}
+
+func snapshotDirs(t *testing.T, root string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(root, "snapshots"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func wantErr(t *testing.T, err error, is func(error) bool, what string) {
+	t.Helper()
+	if err == nil || !is(err) {
+		t.Errorf("%s: want %s error, got %v", what, what, err)
+	}
+}
+
+func TestLifecycle(t *testing.T) {
+	ctx := context.Background()
+	s, root := newTestSnapshotter(t)
+
+	m, err := s.Prepare(ctx, "a", "", map[string]string{"l": "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m) != 1 || m[0].Type != "bind" || !slices.Contains(m[0].Options, "rw") {
+		t.Fatalf("Prepare without parent: %+v, want rw bind", m)
+	}
+	upper, err := s.UpperDir(ctx, "a")
+	if err != nil || upper != m[0].Source {
+		t.Fatalf("UpperDir = %q, %v; want %q", upper, err, m[0].Source)
+	}
+	if err := os.WriteFile(filepath.Join(upper, "f"), make([]byte, 10000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	u, err := s.Usage(ctx, "a")
+	if err != nil || u.Inodes != 2 || u.Size < 10000 {
+		t.Errorf("Usage(active) = %+v, %v; want 2 inodes, >= 10000 bytes", u, err)
+	}
+	info, err := s.Stat(ctx, "a")
+	if err != nil || info.Kind != snapshot.Active || info.Name != "a" || info.Labels["l"] != "1" || info.Created.IsZero() {
+		t.Errorf("Stat(a) = %+v, %v", info, err)
+	}
+	if err := s.Commit(ctx, "A", "a", map[string]string{"c": "2"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Stat(ctx, "a")
+	wantErr(t, err, errdefs.IsNotFound, "Stat of committed key")
+	info, err = s.Stat(ctx, "A")
+	if err != nil || info.Kind != snapshot.Committed || info.Labels["c"] != "2" || info.Labels["l"] != "" {
+		t.Errorf("Stat(A) = %+v, %v; labels must be replaced", info, err)
+	}
+	if cu, err := s.Usage(ctx, "A"); err != nil || cu != u {
+		t.Errorf("Usage(committed) = %+v, %v; want %+v", cu, err, u)
+	}
+
+	m, err = s.Prepare(ctx, "b", "A", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m) != 1 || m[0].Type != "overlay" {
+		t.Fatalf("Prepare with parent: %+v", m)
+	}
+	opts := strings.Join(m[0].Options, ",")
+	for _, want := range []string{"upperdir=", "workdir=", "lowerdir=" + upper} {
+		if !strings.Contains(opts, want) {
+			t.Errorf("options %q lack %q", opts, want)
+		}
+	}
+	again, err := s.Mounts(ctx, "b")
+	if err != nil || !slices.EqualFunc(again, m, func(x, y snapshot.Mount) bool {
+		return x.Type == y.Type && x.Source == y.Source && slices.Equal(x.Options, y.Options)
+	}) {
+		t.Errorf("Mounts(b) = %+v, %v; want %+v", again, err, m)
+	}
+	if err := s.Commit(ctx, "B", "b", nil); err != nil {
+		t.Fatal(err)
+	}
+
+	v1, err := s.View(ctx, "v1", "A", nil)
+	if err != nil || len(v1) != 1 || v1[0].Type != "bind" || v1[0].Source != upper || !slices.Contains(v1[0].Options, "ro") {
+		t.Errorf("View over one layer: %+v, %v; want ro bind of the parent", v1, err)
+	}
+	v2, err := s.View(ctx, "v2", "B", nil)
+	if err != nil || len(v2) != 1 || v2[0].Type != "overlay" || !slices.Contains(v2[0].Options, "ro") ||
+		strings.Contains(strings.Join(v2[0].Options, ","), "upperdir") {
+		t.Errorf("View over two layers: %+v, %v; want ro overlay of lowers only", v2, err)
+	}
+	v3, err := s.View(ctx, "v3", "", nil)
+	if err != nil || v3[0].Type != "bind" || !slices.Contains(v3[0].Options, "ro") {
+		t.Errorf("View without parent: %+v, %v", v3, err)
+	}
+
+	var walked []string
+	err = s.Walk(ctx, func(_ context.Context, i snapshot.Info) error {
+		walked = append(walked, i.Name+"/"+i.Kind.String()+"/"+i.Parent)
+		return nil
+	})
+	want := []string{"A/committed/", "B/committed/A", "v1/view/A", "v2/view/B", "v3/view/"}
+	if err != nil || !slices.Equal(walked, want) {
+		t.Errorf("Walk = %q, %v; want %q", walked, err, want)
+	}
+
+	wantErr(t, s.Remove(ctx, "A"), errdefs.IsFailedPrecondition, "Remove with children")
+	for _, k := range []string{"v1", "v2", "v3", "B", "A"} {
+		if err := s.Remove(ctx, k); err != nil {
+			t.Fatalf("Remove(%s): %v", k, err)
+		}
+	}
+	if d := snapshotDirs(t, root); len(d) != 0 {
+		t.Errorf("directories left after removing everything: %v", d)
+	}
+}
+
+func TestMisuse(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newTestSnapshotter(t)
+	if _, err := s.Prepare(ctx, "act", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.View(ctx, "view", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Prepare(ctx, "c", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(ctx, "com", "c", nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Prepare(ctx, "act", "", nil)
+	wantErr(t, err, errdefs.IsAlreadyExists, "Prepare existing key")
+	_, err = s.View(ctx, "com", "", nil)
+	wantErr(t, err, errdefs.IsAlreadyExists, "View over a committed name")
+	_, err = s.Prepare(ctx, "x", "missing", nil)
+	wantErr(t, err, errdefs.IsNotFound, "Prepare missing parent")
+	_, err = s.Prepare(ctx, "x", "act", nil)
+	wantErr(t, err, errdefs.IsInvalidArgument, "Prepare over active parent")
+	_, err = s.Prepare(ctx, "", "", nil)
+	wantErr(t, err, errdefs.IsInvalidArgument, "empty key")
+	wantErr(t, s.Commit(ctx, "y", "view", nil), errdefs.IsFailedPrecondition, "Commit view")
+	wantErr(t, s.Commit(ctx, "y", "com", nil), errdefs.IsFailedPrecondition, "Commit committed")
+	wantErr(t, s.Commit(ctx, "com", "act", nil), errdefs.IsAlreadyExists, "Commit onto existing name")
+	wantErr(t, s.Commit(ctx, "y", "nope", nil), errdefs.IsNotFound, "Commit unknown")
+	_, err = s.Mounts(ctx, "com")
+	wantErr(t, err, errdefs.IsFailedPrecondition, "Mounts committed")
+	_, err = s.UpperDir(ctx, "view")
+	wantErr(t, err, errdefs.IsFailedPrecondition, "UpperDir view")
+	wantErr(t, s.Remove(ctx, "nope"), errdefs.IsNotFound, "Remove unknown")
+	_, err = s.Stat(ctx, "nope")
+	wantErr(t, err, errdefs.IsNotFound, "Stat unknown")
+	_, err = s.Usage(ctx, "nope")
+	wantErr(t, err, errdefs.IsNotFound, "Usage unknown")
+	// The failed Commit of "act" onto "com" left "act" active.
+	if info, err := s.Stat(ctx, "act"); err != nil || info.Kind != snapshot.Active {
+		t.Errorf("act after failed commit: %+v, %v", info, err)
+	}
+}
+
+// TestFailedPrepareLeavesNothing breaks a parent's directory so Prepare fails after it created
+// its own directory: neither the record nor the directory may remain.
+func TestFailedPrepareLeavesNothing(t *testing.T) {
+	ctx := context.Background()
+	s, root := newTestSnapshotter(t)
+	if _, err := s.Prepare(ctx, "p", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	up, _ := s.UpperDir(ctx, "p")
+	if err := s.Commit(ctx, "P", "p", nil); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshotDirs(t, root)
+	if err := os.RemoveAll(up); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Prepare(ctx, "child", "P", nil); err == nil {
+		t.Fatal("Prepare over a parent without fs dir succeeded")
+	}
+	if _, err := s.Stat(ctx, "child"); !errdefs.IsNotFound(err) {
+		t.Errorf("record of failed Prepare remains: %v", err)
+	}
+	if after := snapshotDirs(t, root); !slices.Equal(before, after) {
+		t.Errorf("directories %v -> %v after failed Prepare", before, after)
+	}
+	// The parent has no child recorded, so it can be removed.
+	if err := s.Remove(ctx, "P"); err != nil {
+		t.Errorf("Remove after failed child Prepare: %v", err)
+	}
+}
+
+func TestCleanupAfterCrash(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	db := openDB(t, root)
+	s, err := New(root, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Prepare(ctx, "keep", "", map[string]string{"x": "y"}); err != nil {
+		t.Fatal(err)
+	}
+	// What a daemon killed mid-Prepare or mid-Remove leaves behind.
+	for _, d := range []string{"99/fs", "99/work", "new-123/fs", "rm-7/fs/deep"} {
+		if err := os.MkdirAll(filepath.Join(root, "snapshots", d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = openDB(t, root)
+	defer db.Close()
+	s, err = New(root, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := snapshotDirs(t, root); len(d) != 1 {
+		t.Errorf("after New: %v, want only the kept snapshot's directory", d)
+	}
+	if info, err := s.Stat(ctx, "keep"); err != nil || info.Labels["x"] != "y" {
+		t.Errorf("metadata lost across reopen: %+v, %v", info, err)
+	}
+	if err := s.Cleanup(ctx); err != nil {
+		t.Errorf("Cleanup: %v", err)
+	}
+}
+
+func TestWalkCallbackMayCallBack(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newTestSnapshotter(t)
+	for _, k := range []string{"a", "b"} {
+		if _, err := s.Prepare(ctx, k, "", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := errors.New("stop")
+	n := 0
+	err := s.Walk(ctx, func(ctx context.Context, i snapshot.Info) error {
+		n++
+		if err := s.Remove(ctx, i.Name); err != nil { // a write from inside Walk must not deadlock
+			return err
+		}
+		return stop
+	})
+	if !errors.Is(err, stop) || n != 1 {
+		t.Errorf("Walk: %v after %d calls; want the callback's error after 1", err, n)
+	}
+}

@@ -1,0 +1,160 @@
+// Package testutil holds helpers shared by berth's tests: root checks and the busybox test image
+// built from Debian's busybox-static. It must never be imported by non-test code.
+package testutil
+
+import (
+	"archive/tar"
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// BusyboxPath is where Debian's busybox-static package installs its binary.
+const BusyboxPath = "/bin/busybox"
+
+// RequireRoot skips the test unless it runs as root, saying why.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: this test needs root (it uses the real kernel: mounts, namespaces, cgroups)")
+	}
+}
+
+// RequireBusybox skips the test when the static busybox is missing.
+func RequireBusybox(t testing.TB) {
+	t.Helper()
+	if !isStaticBusybox(BusyboxPath) {
+		t.Skip("skipping: static busybox not found at " + BusyboxPath + " (run scripts/install-deps.sh)")
+	}
+}
+
+func isStaticBusybox(p string) bool {
+	out, err := exec.Command("file", "-L", p).Output()
+	if err != nil {
+		// `file` may be absent; fall back to existence.
+		_, serr := os.Stat(p)
+		return serr == nil
+	}
+	return bytes.Contains(out, []byte("statically linked")) || bytes.Contains(out, []byte("static-pie"))
+}
+
+// busyboxApplets lists the applets the busybox binary provides, one per line of `busybox --list`.
+func busyboxApplets(t testing.TB) []string {
+	t.Helper()
+	out, err := exec.Command(BusyboxPath, "--list").Output()
+	if err != nil {
+		t.Fatalf("busybox --list: %v", err)
+	}
+	var applets []string
+	for _, l := range strings.Split(string(out), "\n") {
+		l = strings.TrimSpace(l)
+		if l != "" && l != "busybox" && !strings.Contains(l, "/") {
+			applets = append(applets, l)
+		}
+	}
+	sort.Strings(applets)
+	return applets
+}
+
+// BusyboxRootfs writes a minimal busybox root filesystem into dir: /bin/busybox with a symlink per
+// applet, /etc/passwd and /etc/group with root and nobody, and the usual empty directories.
+func BusyboxRootfs(t testing.TB, dir string) {
+	t.Helper()
+	RequireBusybox(t)
+	for _, d := range []string{"bin", "etc", "tmp", "proc", "sys", "dev", "root", "home", "var", "usr/bin"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(filepath.Join(dir, "tmp"), 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(BusyboxPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bin", "busybox"), data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range busyboxApplets(t) {
+		if err := os.Symlink("busybox", filepath.Join(dir, "bin", a)); err != nil && !os.IsExist(err) {
+			t.Fatal(err)
+		}
+	}
+	for name, content := range etcFiles {
+		if err := os.WriteFile(filepath.Join(dir, "etc", name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+var etcFiles = map[string]string{
+	"passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n",
+	"group":  "root:x:0:\nnobody:x:65534:\n",
+}
+
+// BusyboxTar returns an uncompressed tar of the busybox root filesystem, suitable for
+// `docker import` / POST /images/create?fromSrc=-. Entries are sorted and timestamps fixed, so the
+// tar, and therefore the layer digest, is the same on every call.
+func BusyboxTar(t testing.TB) []byte {
+	t.Helper()
+	RequireBusybox(t)
+	data, err := os.ReadFile(BusyboxPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mtime := time.Unix(1700000000, 0).UTC()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	dir := func(name string, mode int64) {
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: mode, ModTime: mtime, Format: tar.FormatPAX}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file := func(name string, mode int64, b []byte) {
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode, Size: int64(len(b)), ModTime: mtime, Format: tar.FormatPAX}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{"bin", "dev", "etc", "home", "proc", "root", "sys", "usr", "usr/bin", "var"} {
+		dir(d, 0o755)
+	}
+	dir("tmp", 0o1777)
+	file("bin/busybox", 0o755, data)
+	for _, a := range busyboxApplets(t) {
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/" + a, Linkname: "busybox", Mode: 0o777, ModTime: mtime, Format: tar.FormatPAX}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	names := make([]string, 0, len(etcFiles))
+	for n := range etcFiles {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		file("etc/"+n, 0o644, []byte(etcFiles[n]))
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// RemoveCgroup removes an (empty) cgroup at path relative to every hierarchy root, v1 and v2.
+func RemoveCgroup(path string) {
+	ents, _ := os.ReadDir("/sys/fs/cgroup")
+	_ = os.Remove(filepath.Join("/sys/fs/cgroup", path))
+	for _, e := range ents {
+		if e.IsDir() {
+			_ = os.Remove(filepath.Join("/sys/fs/cgroup", e.Name(), path))
+		}
+	}
+}
