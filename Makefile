@@ -7,6 +7,9 @@ COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X github.com/berth-dev/berth/internal/version.Version=$(VERSION) \
            -X github.com/berth-dev/berth/internal/version.GitCommit=$(COMMIT)
 BIN := bin/berth
+# Static, so the same binary also runs inside containers as their --init (keep in step with
+# testutil.BuildBerth).
+BUILD_FLAGS := -tags netgo,osusergo
 STATICCHECK := $(shell command -v staticcheck 2>/dev/null || echo $(shell $(GO) env GOPATH)/bin/staticcheck)
 
 .PHONY: help deps build test unit lint demo demo-stop bench clean fuzz
@@ -21,7 +24,7 @@ deps:
 	bash scripts/install-deps.sh
 
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/berth
+	$(GO) build $(BUILD_FLAGS) -ldflags "$(LDFLAGS) -linkmode external -extldflags -static" -o $(BIN) ./cmd/berth
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

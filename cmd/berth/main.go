@@ -5,9 +5,12 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 
 	"github.com/berth-dev/berth/internal/cli"
+	"github.com/berth-dev/berth/internal/container"
 	"github.com/berth-dev/berth/internal/runtime/linux"
+	"github.com/berth-dev/berth/internal/tini"
 )
 
 func main() {
@@ -15,6 +18,10 @@ func main() {
 	// inside a half-built container.
 	if len(os.Args) > 1 && os.Args[1] == "init" {
 		linux.InitMain() // does not return
+	}
+	// Mounted into containers as /sbin/docker-init for `--init`.
+	if filepath.Base(os.Args[0]) == filepath.Base(container.InitPath) {
+		os.Exit(tini.Main(os.Args[1:]))
 	}
 	os.Exit(cli.Execute())
 }

@@ -11,12 +11,12 @@ import (
 
 // Filters are the decoded `filters` query parameter of the Docker API: a filter name mapped to
 // the values given for it, e.g. {"dangling": ["true"], "reference": ["busybox*"]}.
-type Filters map[string][]string
+type Filters = map[string][]string
 
 // Progress receives progress messages for long operations (load, import, pull). The API server
 // streams them to the client as Docker's JSON message stream. Implementations must be safe to
 // call from one goroutine at a time; they are never called after the operation returns.
-type Progress func(jsonstream.Message)
+type Progress = func(jsonstream.Message)
 
 // ImageBackend is what the image endpoints need from the daemon. Errors are classified with
 // github.com/containerd/errdefs (not found, conflict, invalid argument) so that the server maps

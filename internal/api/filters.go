@@ -43,8 +43,8 @@ func DecodeFilters(s string) (Filters, error) {
 	return f, nil
 }
 
-// validate rejects filter names not in allowed, with dockerd's message.
-func (f Filters) validate(allowed ...string) error {
+// validateFilters rejects filter names not in allowed, with dockerd's message.
+func validateFilters(f Filters, allowed ...string) error {
 	for k := range f {
 		if !slices.Contains(allowed, k) {
 			return invalidArgument(fmt.Errorf("invalid filter '%s'", k))
@@ -59,7 +59,7 @@ func filtersFromRequest(r *http.Request, allowed ...string) (Filters, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := f.validate(allowed...); err != nil {
+	if err := validateFilters(f, allowed...); err != nil {
 		return nil, err
 	}
 	return f, nil

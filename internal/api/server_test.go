@@ -420,7 +420,7 @@ func FuzzDecodeFilters(f *testing.F) {
 			}
 			return
 		}
-		_ = fl.validate(imageListFilters...)
+		_ = validateFilters(fl, imageListFilters...)
 	})
 }
 

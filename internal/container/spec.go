@@ -117,7 +117,13 @@ type SpecInput struct {
 	Seccomp *specs.LinuxSeccomp
 	// Mounts are extra mounts (volumes, binds) already resolved to host paths.
 	Mounts []specs.Mount
+	// InitBinary, when set and HostConfig.Init asks for it, is the host path of the init
+	// (the static berth binary) mounted at InitPath and run as PID 1 (`--init`).
+	InitBinary string
 }
+
+// InitPath is where `--init` mounts the init inside the container, as Docker does.
+const InitPath = "/sbin/docker-init"
 
 // Spec builds the OCI runtime spec for a container with Docker's defaults.
 func Spec(in SpecInput) (*specs.Spec, error) {
@@ -128,6 +134,10 @@ func Spec(in SpecInput) (*specs.Spec, error) {
 	args := append(slices.Clone(cfg.Entrypoint), cfg.Cmd...)
 	if len(args) == 0 {
 		return nil, fmt.Errorf("no command specified: the image has no CMD or ENTRYPOINT; give a command after the image name")
+	}
+	useInit := hc.Init != nil && *hc.Init && in.InitBinary != ""
+	if useInit {
+		args = append([]string{InitPath, "--"}, args...)
 	}
 	secopts, err := ParseSecurityOpts(hc.SecurityOpt)
 	if err != nil {
@@ -226,6 +236,9 @@ func Spec(in SpecInput) (*specs.Spec, error) {
 		s.Mounts = append(s.Mounts, specs.Mount{Destination: f.dst, Type: "bind", Source: f.src, Options: opts})
 	}
 	s.Mounts = append(s.Mounts, in.Mounts...)
+	if useInit {
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: InitPath, Type: "bind", Source: in.InitBinary, Options: []string{"rbind", "ro", "rprivate"}})
+	}
 	if hc.Privileged {
 		for i := range s.Mounts {
 			if s.Mounts[i].Destination == "/sys" || s.Mounts[i].Destination == "/sys/fs/cgroup" {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -37,11 +36,7 @@ func berthBinary(t *testing.T) string {
 			return
 		}
 		buildOnce.path = filepath.Join(dir, "berth")
-		out, err := exec.Command("go", "build", "-o", buildOnce.path, "github.com/berth-dev/berth/cmd/berth").CombinedOutput()
-		if err != nil {
-			buildOnce.err = err
-			t.Logf("%s", out)
-		}
+		buildOnce.err = testutil.BuildBerth(buildOnce.path)
 	})
 	if buildOnce.err != nil {
 		t.Fatalf("build berth: %v", buildOnce.err)
@@ -400,5 +395,16 @@ func TestContainerLimits(t *testing.T) {
 		&mcontainer.HostConfig{Resources: mcontainer.Resources{PidsLimit: &limit}})
 	if code == 0 || strings.Contains(out, "all-forked") || !strings.Contains(out, "can't fork") {
 		t.Fatalf("fork bomb not contained: exit %d, output %q", code, out)
+	}
+}
+
+func TestContainerInit(t *testing.T) {
+	d := newTestDaemon(t)
+	yes := true
+	// With --init, PID 1 is the init and the command is its child; exit codes pass through.
+	_, code, out := run(t, d, &mcontainer.Config{Cmd: []string{"sh", "-c", "echo ppid=$PPID; cat /proc/1/cmdline | tr '\\0' ' '; exit 4"}},
+		&mcontainer.HostConfig{Init: &yes})
+	if code != 4 || !strings.Contains(out, "ppid=1\n") || !strings.Contains(out, "/sbin/docker-init -- sh") {
+		t.Fatalf("--init: exit %d, output %q", code, out)
 	}
 }

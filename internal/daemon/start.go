@@ -41,6 +41,18 @@ type attachWaiter struct {
 	ready chan struct{}
 }
 
+// binary is the berth executable: the shim, and the `--init` of containers (it is static).
+func (d *Daemon) binary() string {
+	if d.cfg.Binary != "" {
+		return d.cfg.Binary
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	return self
+}
+
 func (d *Daemon) cgroupParent() string {
 	if d.cfg.CgroupParent == "" {
 		return DefaultCgroupParent
@@ -121,6 +133,7 @@ func (d *Daemon) startLocked(ctx context.Context, c *ctr) (retErr error) {
 		ResolvConfPath: filepath.Join(d.ctrDir(id), "resolv.conf"),
 		HostnamePath:   filepath.Join(d.ctrDir(id), "hostname"),
 		Seccomp:        sc,
+		InitBinary:     d.binary(),
 	})
 	if err != nil {
 		return invalid(err)
@@ -269,12 +282,9 @@ func (d *Daemon) launchShim(ctx context.Context, rec *ctrRecord) (*shimHandle, e
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create shim directory: %w", err)
 	}
-	self := d.cfg.Binary
+	self := d.binary()
 	if self == "" {
-		var err error
-		if self, err = os.Executable(); err != nil {
-			return nil, fmt.Errorf("find berth binary: %w", err)
-		}
+		return nil, errors.New("cannot find the berth binary to start the shim")
 	}
 	args := []string{"shim", "--id", rec.ID, "--bundle", d.ctrDir(rec.ID), "--dir", dir,
 		"--log", d.logPath(rec.ID), "--runtime-root", d.runtimeRoot()}

@@ -38,32 +38,12 @@ func run(m *testing.M) int {
 		}
 		defer os.RemoveAll(dir)
 		berthBin = filepath.Join(dir, "berth")
-		root, err := moduleRoot()
-		if err != nil {
+		if err := testutil.BuildBerth(berthBin); err != nil {
 			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		cmd := exec.Command("go", "build", "-o", berthBin, "./cmd/berth")
-		cmd.Dir = root
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "building berth:", err)
 			return 1
 		}
 	}
 	return m.Run()
-}
-
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("not inside the berth module")
-	}
-	return filepath.Dir(gomod), nil
 }
 
 // daemon is a running `berth daemon` on temporary roots.

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"github.com/berth-dev/berth/internal/snapshot"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -122,7 +124,12 @@ func (c *contentStore) cleanIngest() error {
 		return fmt.Errorf("list ingest: %w", err)
 	}
 	for _, e := range ents {
-		if err := os.RemoveAll(filepath.Join(c.ingest, e.Name())); err != nil {
+		p := filepath.Join(c.ingest, e.Name())
+		if strings.HasPrefix(e.Name(), unpackMountPrefix) {
+			// A layer was being unpacked through a mount when the daemon died.
+			_ = snapshot.UnmountAll(p)
+		}
+		if err := os.RemoveAll(p); err != nil {
 			return fmt.Errorf("clean ingest: %w", err)
 		}
 	}

@@ -72,8 +72,13 @@ func TestOverlayIntegration(t *testing.T) {
 
 	dir := func(n string) *tar.Header { return &tar.Header{Name: n, Typeflag: tar.TypeDir, Mode: 0o755} }
 	file := func(n string) *tar.Header { return &tar.Header{Name: n, Typeflag: tar.TypeReg, Mode: 0o644} }
-	l1 := layerOf(t, dir("a/"), file("a/keep"), file("a/gone"), dir("d/"), file("d/old"))
-	l2 := layerOf(t, file("a/.wh.gone"), dir("d/"), file("d/.wh..wh..opq"), file("d/new"))
+	link := func(n, to string) *tar.Header {
+		return &tar.Header{Name: n, Typeflag: tar.TypeSymlink, Linkname: to, Mode: 0o777}
+	}
+	// Layer 2 writes through layer 1's symlink (bin -> usr/bin), as Debian-style images do:
+	// the file must land in usr/bin and bin must stay a link.
+	l1 := layerOf(t, dir("a/"), file("a/keep"), file("a/gone"), dir("d/"), file("d/old"), dir("usr/"), dir("usr/bin/"), link("bin", "usr/bin"))
+	l2 := layerOf(t, file("a/.wh.gone"), dir("d/"), file("d/.wh..wh..opq"), file("d/new"), file("bin/tool"))
 	img, err := mutate.AppendLayers(empty.Image, l1, l2)
 	if err != nil {
 		t.Fatal(err)
@@ -104,8 +109,11 @@ func TestOverlayIntegration(t *testing.T) {
 		return nil
 	})
 	slices.Sort(got)
-	if !slices.Equal(got, []string{"a/keep", "d/new"}) {
+	if !slices.Equal(got, []string{"a/keep", "bin", "d/new", "usr/bin/tool"}) {
 		t.Fatalf("merged view = %v", got)
+	}
+	if fi, err := os.Lstat(filepath.Join(target, "bin")); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("bin is no longer a symlink: %v %v", fi, err)
 	}
 	if err := snapshot.UnmountAll(target); err != nil {
 		t.Fatal(err)

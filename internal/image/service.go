@@ -7,12 +7,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/moby/moby/api/types/jsonstream"
 	"log/slog"
 	"slices"
 	"strings"
 	"sync"
 
-	"github.com/berth-dev/berth/internal/api"
 	"github.com/berth-dev/berth/internal/snapshot"
 	"github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/events"
@@ -21,10 +21,11 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-// Filters and Progress are the API's parameter types (see api.ImageBackend).
+// Filters and Progress have the shapes of the API's parameter types (api.ImageBackend uses
+// the same aliases), so this package needs nothing from the API layer.
 type (
-	Filters  = api.Filters
-	Progress = api.Progress
+	Filters  = map[string][]string
+	Progress = func(jsonstream.Message)
 )
 
 // Snapshotter is the part of the snapshotter (internal/snapshot/overlay) the image service uses.

@@ -6,13 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 
 	"github.com/berth-dev/berth/internal/archive"
+	"github.com/berth-dev/berth/internal/snapshot"
 	"github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/jsonstream"
 	"github.com/opencontainers/go-digest"
 )
+
+// unpackMountPrefix names the mount points of layers being unpacked, under ingest/.
+const unpackMountPrefix = "mnt-"
 
 // chainIDs computes the OCI image-spec ChainIDs of a layer stack:
 // chainID(0) = diffID(0), chainID(n) = sha256(chainID(n-1) + " " + diffID(n)).
@@ -85,7 +90,8 @@ func (s *Service) unpackLayer(ctx context.Context, l layerRecord, parent string,
 	key := unpackPrefix + randomHex(8)
 	s.pin(snapKey(key))
 	defer s.unpin(snapKey(key))
-	if _, err := s.snap.Prepare(ctx, key, parent, nil); err != nil {
+	mounts, err := s.snap.Prepare(ctx, key, parent, nil)
+	if err != nil {
 		return res, fmt.Errorf("prepare snapshot for layer %s: %w", l.DiffID, err)
 	}
 	committed := false
@@ -96,9 +102,31 @@ func (s *Service) unpackLayer(ctx context.Context, l layerRecord, parent string,
 			}
 		}
 	}()
-	dir, err := s.snap.UpperDir(ctx, key)
-	if err != nil {
-		return res, fmt.Errorf("snapshot %s: %w", key, err)
+	// The first layer goes straight into the snapshot's directory. Later layers are applied
+	// through the mounted overlay, so that their paths resolve through the layers below: a
+	// symlink from an earlier layer (/bin -> usr/bin) must be followed, not shadowed by a new
+	// directory in the upper layer. Deletions then become the kernel's own whiteouts.
+	var dir string
+	overlayForm := true
+	if parent == "" {
+		if dir, err = s.snap.UpperDir(ctx, key); err != nil {
+			return res, fmt.Errorf("snapshot %s: %w", key, err)
+		}
+	} else {
+		mp, err := os.MkdirTemp(s.content.ingest, unpackMountPrefix)
+		if err != nil {
+			return res, fmt.Errorf("unpack mount point: %w", err)
+		}
+		defer os.Remove(mp)
+		if err := snapshot.MountAll(mounts, mp); err != nil {
+			return res, fmt.Errorf("mount layer %s for unpacking: %w", l.DiffID, err)
+		}
+		defer func() {
+			if err := snapshot.UnmountAll(mp); err != nil && retErr == nil {
+				retErr = fmt.Errorf("unmount layer %s after unpacking: %w", l.DiffID, err)
+			}
+		}()
+		dir, overlayForm = mp, false
 	}
 	f, err := s.content.open(l.Blob.Digest)
 	if err != nil {
@@ -117,7 +145,7 @@ func (s *Service) unpackLayer(ctx context.Context, l layerRecord, parent string,
 	// Apply hashes the whole uncompressed stream (padding after the tar end included) while it
 	// extracts, so the diffID check costs no extra pass; we only count the bytes.
 	cr := &countingReader{r: dr}
-	ar, err := archive.Apply(ctx, dir, cr, archive.ApplyOptions{Overlay: true})
+	ar, err := archive.Apply(ctx, dir, cr, archive.ApplyOptions{Overlay: overlayForm})
 	if err != nil {
 		return res, fmt.Errorf("apply layer %s: %w", l.DiffID, err)
 	}

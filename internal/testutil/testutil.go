@@ -5,6 +5,7 @@ package testutil
 import (
 	"archive/tar"
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -157,4 +158,18 @@ func RemoveCgroup(path string) {
 			_ = os.Remove(filepath.Join("/sys/fs/cgroup", e.Name(), path))
 		}
 	}
+}
+
+// BuildBerth builds cmd/berth into out the way the Makefile does: statically linked, so that the
+// same binary also runs inside containers as their `--init`. Keep the flags in step with the
+// Makefile's BUILD_FLAGS.
+func BuildBerth(out string) error {
+	cmd := exec.Command("go", "build", "-tags", "netgo,osusergo",
+		"-ldflags", "-linkmode external -extldflags -static",
+		"-o", out, "github.com/berth-dev/berth/cmd/berth")
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("build berth: %w\n%s", err, b)
+	}
+	return nil
 }
