@@ -29,11 +29,12 @@ const (
 
 // Config is what the API server is built from. Nil backends make their endpoints answer 501.
 type Config struct {
-	Images  ImageBackend
-	System  SystemBackend
-	Events  *events.Bus
-	Logger  *slog.Logger
-	Version string // berth's version, reported in /version and the Server header
+	Images     ImageBackend
+	Containers ContainerBackend
+	System     SystemBackend
+	Events     *events.Bus
+	Logger     *slog.Logger
+	Version    string // berth's version, reported in /version and the Server header
 }
 
 // server holds the immutable configuration and route table; it is safe for concurrent use.
@@ -117,6 +118,35 @@ func New(cfg Config) http.Handler {
 		{"POST /images/{name}/tag", s.imageTag},
 		{"POST /images/{name}/push", s.notImplemented("pushing images")},
 		{"DELETE /images/{name}", s.imageDelete},
+		{"GET /containers/json", s.containerList},
+		{"POST /containers/create", s.containerCreate},
+		{"POST /containers/prune", s.containerPrune},
+		{"GET /containers/{name}/json", s.containerInspect},
+		{"GET /containers/{name}/top", s.containerTop},
+		{"GET /containers/{name}/logs", s.containerLogs},
+		{"GET /containers/{name}/changes", s.containerChanges},
+		{"GET /containers/{name}/export", s.containerExport},
+		{"GET /containers/{name}/stats", s.containerStats},
+		{"GET /containers/{name}/attach/ws", s.notImplemented("attaching over a websocket")},
+		{"HEAD /containers/{name}/archive", s.containerArchiveStat},
+		{"GET /containers/{name}/archive", s.containerArchiveGet},
+		{"PUT /containers/{name}/archive", s.containerArchivePut},
+		{"POST /containers/{name}/start", s.containerStart},
+		{"POST /containers/{name}/stop", s.containerStop},
+		{"POST /containers/{name}/restart", s.containerRestart},
+		{"POST /containers/{name}/kill", s.containerKill},
+		{"POST /containers/{name}/pause", s.containerPause},
+		{"POST /containers/{name}/unpause", s.containerUnpause},
+		{"POST /containers/{name}/rename", s.containerRename},
+		{"POST /containers/{name}/resize", s.containerResize},
+		{"POST /containers/{name}/update", s.containerUpdate},
+		{"POST /containers/{name}/wait", s.containerWait},
+		{"POST /containers/{name}/attach", s.containerAttach},
+		{"POST /containers/{name}/exec", s.execCreate},
+		{"DELETE /containers/{name}", s.containerDelete},
+		{"POST /exec/{name}/start", s.execStart},
+		{"POST /exec/{name}/resize", s.execResize},
+		{"GET /exec/{name}/json", s.execInspect},
 	}
 	for _, e := range table {
 		s.routes = append(s.routes, parseRoute(e.pattern, e.h))
@@ -250,6 +280,13 @@ func (w *responseWriter) Flush() {
 		w.WriteHeader(http.StatusOK)
 	}
 	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// hijacked records that the handler took over the connection and answered with code itself, so
+// that errors after that are not written as HTTP responses.
+func (w *responseWriter) hijacked(code int) {
+	w.wroteHeader = true
+	w.status = code
 }
 
 func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

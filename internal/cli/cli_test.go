@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/spf13/cobra"
 	"io"
 	"log/slog"
 	"net/http/httptest"
@@ -271,4 +272,19 @@ func TestCLIErrors(t *testing.T) {
 	if code := c.run([]string{"tag", "a"}); code != 1 || !strings.Contains(errOut.String(), `"berth tag" requires exactly 2 arguments.`) {
 		t.Errorf("bad args: %d %q", code, errOut.String())
 	}
+}
+
+// Every command must build its flag set without conflicts (cobra panics at run time otherwise).
+func TestCommandFlagSetsBuild(t *testing.T) {
+	c := &cli{in: strings.NewReader(""), out: io.Discard, err: io.Discard}
+	root := c.newRootCommand()
+	var walk func(cmd *cobra.Command)
+	walk = func(cmd *cobra.Command) {
+		cmd.InitDefaultHelpFlag()
+		_ = cmd.Flags()
+		for _, sub := range cmd.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
 }

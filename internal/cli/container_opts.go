@@ -47,6 +47,8 @@ type containerOpts struct {
 }
 
 func (o *containerOpts) addFlags(f *pflag.FlagSet) {
+	// -h is --hostname here, as in docker; help is --help only.
+	f.Bool("help", false, "Print usage")
 	f.StringVar(&o.name, "name", "", "Assign a name to the container")
 	f.StringVarP(&o.hostname, "hostname", "h", "", "Container host name")
 	f.StringVarP(&o.workdir, "workdir", "w", "", "Working directory inside the container")

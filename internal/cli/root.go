@@ -16,6 +16,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/berth-dev/berth/internal/sim"
 	"github.com/berth-dev/berth/internal/version"
 	"github.com/moby/moby/client"
 	"github.com/moby/term"
@@ -156,6 +157,7 @@ func (c *cli) newRootCommand() *cobra.Command {
 		c.newImageCommand(),
 		c.newInspectCommand(),
 		c.newContainerCommand(),
+		sim.NewCommand(),
 	)
 	root.AddCommand(c.imageShortcuts()...)
 	root.AddCommand(c.containerShortcuts()...)

@@ -123,11 +123,12 @@ func Run(ctx context.Context, cfg Config) error {
 	defer d.close()
 
 	handler := api.New(api.Config{
-		Images:  d.images,
-		System:  d,
-		Events:  d.events,
-		Logger:  d.log,
-		Version: version.Version,
+		Images:     d.images,
+		Containers: d,
+		System:     d,
+		Events:     d.events,
+		Logger:     d.log,
+		Version:    version.Version,
 	})
 	listeners, err := listen(specs)
 	if err != nil {

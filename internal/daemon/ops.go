@@ -422,3 +422,5 @@ func matchLabels(labels map[string]string, want []string) bool {
 	}
 	return true
 }
+
+var _ api.ContainerBackend = (*Daemon)(nil)

@@ -78,10 +78,14 @@ func (d *Daemon) restoreContainers(ctx context.Context) error {
 
 // cleanStaleShimDirs removes shim directories of containers that no longer exist.
 func (d *Daemon) cleanStaleShimDirs() {
+	live := map[string]bool{}
+	for _, c := range d.ctrs.all() {
+		live[d.shimDir(c.snapshotOf().ID)] = true
+	}
 	ents, _ := os.ReadDir(filepath.Join(d.cfg.ExecRoot, "shims"))
 	for _, e := range ents {
-		if _, err := d.ctrs.get(e.Name()); err != nil {
-			_ = os.RemoveAll(filepath.Join(d.cfg.ExecRoot, "shims", e.Name()))
+		if p := filepath.Join(d.cfg.ExecRoot, "shims", e.Name()); !live[p] {
+			_ = os.RemoveAll(p)
 		}
 	}
 }

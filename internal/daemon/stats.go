@@ -11,6 +11,7 @@ import (
 	"time"
 
 	mcontainer "github.com/moby/moby/api/types/container"
+	"golang.org/x/sys/unix"
 )
 
 // systemCPUNanos is the host's total CPU time in nanoseconds, from /proc/stat, as Docker
@@ -35,6 +36,14 @@ func systemCPUNanos() uint64 {
 	return 0
 }
 
+func hostMemory() uint64 {
+	var si unix.Sysinfo_t
+	if err := unix.Sysinfo(&si); err != nil {
+		return 0
+	}
+	return uint64(si.Totalram) * uint64(si.Unit)
+}
+
 // ContainerStats reports resource usage once, or every second while ctx lasts.
 func (d *Daemon) ContainerStats(ctx context.Context, ref string, stream bool, emit func(mcontainer.StatsResponse) error) error {
 	c, err := d.ctrs.get(ref)
@@ -54,7 +63,12 @@ func (d *Daemon) ContainerStats(ctx context.Context, ref string, stream bool, em
 					SystemUsage: systemCPUNanos(),
 					OnlineCPUs:  uint32(runtime.NumCPU()),
 				}
-				s.MemoryStats = mcontainer.MemoryStats{Usage: st.MemoryUsage, Limit: st.MemoryLimit}
+				limit := st.MemoryLimit
+				if host := hostMemory(); limit == 0 || (host > 0 && limit > host) {
+					// No limit: Docker reports the host's memory.
+					limit = host
+				}
+				s.MemoryStats = mcontainer.MemoryStats{Usage: st.MemoryUsage, Limit: limit}
 				s.PidsStats = mcontainer.PidsStats{Current: st.Pids}
 				if r.HostConfig.PidsLimit != nil && *r.HostConfig.PidsLimit > 0 {
 					s.PidsStats.Limit = uint64(*r.HostConfig.PidsLimit)

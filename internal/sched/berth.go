@@ -10,7 +10,7 @@ func (c *consolidator) berthFits(h, w int) bool {
 	b := c.p.Berth
 	ph := &c.hosts[h]
 	wl := &c.s.Workloads[w]
-	if (ph.demand+wl.Demand)/ph.total > b.TargetCeiling {
+	if (ph.demand+c.demand[w])/ph.total > b.TargetCeiling {
 		return false
 	}
 	win := min(b.Window, HistoryLength)

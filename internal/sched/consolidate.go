@@ -35,9 +35,11 @@ type ConsolidationPolicy struct {
 	MigrationMBps float64
 	// NoUnderload disables the evacuation of under-utilised hosts.
 	NoUnderload bool
-	// ReserveMemory makes consolidation honour memory for moved workloads.
-	// CloudSim does not: after creation a VM's RAM request is 0.
-	ReserveMemory bool
+	// CloudSimMemory counts memory only for workloads with MemoryReserved
+	// set, as CloudSim does (after creation a VM's RAM request is 0, so RAM
+	// never limits a migration). The default honours every workload's
+	// memory request, which is what a live cluster needs.
+	CloudSimMemory bool
 
 	// Berth refinements; zero values give the plain CloudSim algorithm.
 	Berth BerthOptions
@@ -104,6 +106,10 @@ type consolidator struct {
 	alloc []float64
 	load  HostLoad
 	hbuf  [HistoryLength]float64
+	// demand and reserved are the workloads' CPU demand and the CPU their
+	// host's scheduler holds for them (0: the demand). They start as the
+	// snapshot's values; PlaceNew changes them for workloads it creates.
+	demand, reserved []float64
 }
 
 func newConsolidator(s *Snapshot, p ConsolidationPolicy) *consolidator {
@@ -120,6 +126,11 @@ func newConsolidator(s *Snapshot, p ConsolidationPolicy) *consolidator {
 		p.Selector = MMT{}
 	}
 	c := &consolidator{s: s, p: p, scratch: make([]float64, DetectorScratch)}
+	c.demand = make([]float64, len(s.Workloads))
+	c.reserved = make([]float64, len(s.Workloads))
+	for i := range s.Workloads {
+		c.demand[i] = s.Workloads[i].Demand
+	}
 	c.hosts = make([]planHost, len(s.Hosts))
 	for i := range s.Hosts {
 		h := &s.Hosts[i]
@@ -171,8 +182,8 @@ func (c *consolidator) recompute(h int) {
 	ph.hist = [HistoryLength]float64{}
 	for _, w := range ph.vms {
 		wl := &c.s.Workloads[w]
-		ph.demand += wl.Demand
-		if wl.MemoryReserved || c.p.ReserveMemory {
+		ph.demand += c.demand[w]
+		if wl.MemoryReserved || !c.p.CloudSimMemory {
 			ph.memUsed += wl.Request.MemoryMB
 		}
 		c.addHist(&ph.hist, ph.total, wl)
@@ -220,7 +231,7 @@ func (c *consolidator) overloaded(h int, extra int) bool {
 	hist := ph.hist[:ph.histLen]
 	if extra >= 0 {
 		wl := &c.s.Workloads[extra]
-		c.load.Util = (ph.demand + wl.Demand) / ph.total
+		c.load.Util = (ph.demand + c.demand[extra]) / ph.total
 		c.hbuf = ph.hist
 		c.addHist(&c.hbuf, ph.total, wl)
 		hist = c.hbuf[:trimmedLen(c.hbuf[:])]
@@ -238,9 +249,9 @@ func (c *consolidator) allocated(h int, extra int) (used, avail float64) {
 	c.dem, c.role, c.cores = c.dem[:0], c.role[:0], c.cores[:0]
 	for _, w := range ph.vms {
 		wl := &c.s.Workloads[w]
-		d := wl.Demand
-		if wl.Reserved != 0 {
-			d = wl.Reserved
+		d := c.demand[w]
+		if c.reserved[w] != 0 {
+			d = c.reserved[w]
 		}
 		c.dem = append(c.dem, d)
 		c.cores = append(c.cores, wl.Cores)
@@ -255,7 +266,7 @@ func (c *consolidator) allocated(h int, extra int) (used, avail float64) {
 	}
 	if extra >= 0 {
 		wl := &c.s.Workloads[extra]
-		c.dem = append(c.dem, wl.Demand)
+		c.dem = append(c.dem, c.demand[extra])
 		c.cores = append(c.cores, wl.Cores)
 		c.role = append(c.role, Resident)
 	}
@@ -304,20 +315,20 @@ func (c *consolidator) suitable(h int, w int) bool {
 		return false
 	}
 	cores := max(wl.Cores, 1)
-	if ph.core > 0 && wl.Demand/float64(cores) > ph.core {
+	if ph.core > 0 && c.demand[w]/float64(cores) > ph.core {
 		return false
 	}
 	if c.p.Berth.Enabled && c.p.Berth.CoreAware && ph.core > 0 &&
 		float64(wl.Request.CPU)/float64(cores) > ph.core {
 		return false
 	}
-	if c.p.ReserveMemory || wl.MemoryReserved {
+	if wl.MemoryReserved || !c.p.CloudSimMemory {
 		if ph.memUsed+wl.Request.MemoryMB > c.s.Hosts[h].Capacity.MemoryMB {
 			return false
 		}
 	}
 	_, avail := c.usage(h)
-	return avail >= wl.Demand
+	return avail >= c.demand[w]
 }
 
 // findHost is PABFD: among suitable hosts not in excluded that would not be
@@ -337,7 +348,7 @@ func (c *consolidator) findHost(w int, excluded []bool) int {
 		used, _ := c.usage(h)
 		// Suitable means the workload fits without over-subscription, so the
 		// scheduler would hand it its capped demand.
-		after := used + capPerCore(wl.Demand, ph.core, max(wl.Cores, 1))
+		after := used + capPerCore(c.demand[w], ph.core, max(wl.Cores, 1))
 		before := c.hostPower(h, ph.meteredU)
 		if c.p.Berth.Enabled && ph.meteredU == 0 && used == 0 {
 			// A switched-off host draws nothing (that is how energy is
@@ -365,8 +376,8 @@ func (c *consolidator) add(h, w int) {
 	wl := &c.s.Workloads[w]
 	ph.vms = append(ph.vms, w)
 	ph.usageOK = false
-	ph.demand += wl.Demand
-	if wl.MemoryReserved || c.p.ReserveMemory {
+	ph.demand += c.demand[w]
+	if wl.MemoryReserved || !c.p.CloudSimMemory {
 		ph.memUsed += wl.Request.MemoryMB
 	}
 	c.addHist(&ph.hist, ph.total, wl)
@@ -398,7 +409,7 @@ func (c *consolidator) movable(h int) []int {
 
 func (c *consolidator) sortByDemand(ws []int) {
 	slices.SortStableFunc(ws, func(a, b int) int {
-		return cmp.Compare(c.s.Workloads[b].Demand, c.s.Workloads[a].Demand)
+		return cmp.Compare(c.demand[b], c.demand[a])
 	})
 }
 
@@ -549,29 +560,46 @@ func (c *consolidator) busyWithMigrations(h int) bool {
 	return true
 }
 
-// PlaceOne places a workload that is not yet on any host (Host == -1) with
-// PABFD: the suitable host, not overloaded after taking it, whose power rises
-// least. It returns -1 if no host is suitable. This is how the CloudSim
-// migration policies place VMs at creation.
-func PlaceOne(s *Snapshot, w int, p ConsolidationPolicy) int {
-	if w < 0 || w >= len(s.Workloads) {
-		return -1
-	}
+// PlaceNew places workloads that are being created, one after another in
+// the given order, and returns the chosen host index for each (-1 where none
+// is suitable). Each asks for its full Request.CPU while it is placed. Once
+// placed, it holds that CPU on its host but asks for nothing, and hosts keep
+// their metered utilisation. That is CloudSim's state while it creates VMs,
+// before the first scheduling update. With firstFit, the first suitable host
+// in index order is taken (CloudSim's PowerVmAllocationPolicySimple);
+// otherwise PABFD chooses, using the policy's detector. The workloads must
+// not be on a host yet; the snapshot is not modified.
+func PlaceNew(s *Snapshot, ws []int, p ConsolidationPolicy, firstFit bool) []int {
 	c := newConsolidator(s, p)
-	return c.findHost(w, make([]bool, len(s.Hosts)))
-}
-
-// FirstFit returns the first host, in index order, that is suitable for
-// workload w (CloudSim's PowerVmAllocationPolicySimple), or -1.
-func FirstFit(s *Snapshot, w int, p ConsolidationPolicy) int {
-	if w < 0 || w >= len(s.Workloads) {
-		return -1
-	}
-	c := newConsolidator(s, p)
-	for h := range c.hosts {
-		if c.suitable(h, w) {
-			return h
+	out := make([]int, len(ws))
+	none := make([]bool, len(s.Hosts))
+	for i, w := range ws {
+		out[i] = -1
+		if w < 0 || w >= len(s.Workloads) || s.Workloads[w].Host >= 0 {
+			continue
 		}
+		c.demand[w] = float64(s.Workloads[w].Request.CPU)
+		h := -1
+		if firstFit {
+			for j := range c.hosts {
+				if c.suitable(j, w) {
+					h = j
+					break
+				}
+			}
+		} else {
+			h = c.findHost(w, none)
+		}
+		if h < 0 {
+			c.demand[w] = 0
+			continue
+		}
+		c.add(h, w)
+		// Created: holds its full request, asks for nothing until updated.
+		c.reserved[w] = c.demand[w]
+		c.demand[w] = 0
+		c.recompute(h)
+		out[i] = h
 	}
-	return -1
+	return out
 }

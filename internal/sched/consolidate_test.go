@@ -153,8 +153,8 @@ func FuzzRebalance(f *testing.F) {
 		}
 		for i := range s.Workloads {
 			Place(s, Request{Workload: s.Workloads[i], Policy: PlacePolicy{Limit: -1}})
-			PlaceOne(s, i, ConsolidationPolicy{})
-			FirstFit(s, i, ConsolidationPolicy{})
+			PlaceNew(s, []int{i, -1, 99}, ConsolidationPolicy{}, false)
+			PlaceNew(s, []int{i}, ConsolidationPolicy{}, true)
 		}
 	})
 }

@@ -73,11 +73,6 @@ type Workload struct {
 	// Demand is the CPU the workload currently asks for (≤ Request.CPU for
 	// a VM; its utilisation × nominal CPU).
 	Demand float64
-	// Reserved, when non-zero, is the CPU the host's scheduler holds for the
-	// workload instead of Demand. CloudSim's VMs hold their full nominal CPU
-	// from creation until their first scheduling update while asking for
-	// nothing; the simulator reproduces that at initial placement.
-	Reserved float64
 	// History holds past utilisation samples (fractions of Request.CPU),
 	// newest first.
 	History []float64
@@ -87,8 +82,9 @@ type Workload struct {
 	MigratingTo int
 	// MemoryReserved reports whether the workload's memory is still reserved
 	// on its host. CloudSim reserves a VM's configured RAM at creation only;
-	// after a migration the VM's (null-model) RAM request is 0. Consolidation
-	// honours memory only for workloads with this set.
+	// after a migration the VM's (null-model) RAM request is 0. With
+	// ConsolidationPolicy.CloudSimMemory, consolidation honours memory only
+	// for workloads with this set.
 	MemoryReserved bool
 	// Since orders the workloads bound to one host: lower means bound
 	// earlier. Selection ties go to the earliest; callers that append in bind

@@ -148,12 +148,11 @@ func (s *Shim) serveExec(w http.ResponseWriter, r *http.Request) {
 	}
 	tty := req.Process.Terminal
 	var (
-		tio            TaskIO
-		outR, errR     *os.File
-		inW            *os.File
-		closeAfter     []*os.File
-		consoleL       *os.File
-		consoleSockDir string
+		tio        TaskIO
+		outR, errR *os.File
+		inW        *os.File
+		closeAfter []*os.File
+		consoleL   *os.File
 	)
 	cleanup := func() {
 		for _, f := range closeAfter {
@@ -171,13 +170,10 @@ func (s *Shim) serveExec(w http.ResponseWriter, r *http.Request) {
 		req.Process.Terminal = false
 		tty = false
 	} else if tty {
-		consoleSockDir = filepath.Join(s.cfg.Dir, "exec-"+req.ID)
-		if err := os.MkdirAll(consoleSockDir, 0o700); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		defer os.RemoveAll(consoleSockDir)
-		sock := filepath.Join(consoleSockDir, "console.sock")
+		// Short name: socket paths are limited to 108 bytes.
+		sock := filepath.Join(s.cfg.Dir, "e-"+shortID(req.ID)+".sock")
+		_ = os.Remove(sock)
+		defer os.Remove(sock)
 		l, err := listenConsole(sock)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -303,6 +299,13 @@ func (s *Shim) serveExec(w http.ResponseWriter, r *http.Request) {
 	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
 }
 
 // ExecResize sets the window size of an exec process's pty.

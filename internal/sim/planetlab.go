@@ -85,6 +85,8 @@ type simulator struct {
 
 // RunPlanetLab simulates one day of traces under a policy.
 func RunPlanetLab(traces []Trace, pol Policy) (Result, error) {
+	// CloudSim checks RAM only at VM creation (see sched.CloudSimMemory).
+	pol.Consolidation.CloudSimMemory = true
 	s := &simulator{pol: pol}
 	s.setup(traces)
 	if err := s.initialPlacement(); err != nil {
@@ -182,32 +184,25 @@ func (v *simVM) utilAt(t float64) float64 {
 func (s *simulator) initialPlacement() error {
 	cp := s.pol.Consolidation
 	if s.pol.Kind != Migration {
-		cp = sched.ConsolidationPolicy{Detector: sched.THR{Threshold: 1}}
+		cp = sched.ConsolidationPolicy{Detector: sched.THR{Threshold: 1}, CloudSimMemory: true}
 	}
+	ws := make([]int, len(s.vms))
 	for i := range s.vms {
+		ws[i] = i
+		s.snap.Workloads[i].MemoryReserved = true // reserved at creation
+	}
+	hosts := sched.PlaceNew(&s.snap, ws, cp, s.pol.Kind != Migration)
+	for i, h := range hosts {
 		w := &s.snap.Workloads[i]
-		w.Demand = s.vms[i].mips
-		w.MemoryReserved = true
-		var h int
-		if s.pol.Kind == Migration {
-			h = sched.PlaceOne(&s.snap, i, cp)
-		} else {
-			h = sched.FirstFit(&s.snap, i, cp)
-		}
 		if h < 0 {
 			return fmt.Errorf("initial placement: no host can take VM %d (%s, %.0f MIPS, %.0f MB); the day has more VMs than %d hosts can hold",
 				i, w.Name, s.vms[i].mips, s.vms[i].ram, HostCount)
 		}
 		w.Host = h
-		w.Reserved = s.vms[i].mips
-		w.Demand = 0
 		w.Since = s.nextSeq()
 		v := &s.vms[i]
 		v.host, v.since, v.memRes = h, w.Since, true
 		s.hosts[h].vms = append(s.hosts[h].vms, i)
-	}
-	for i := range s.snap.Workloads {
-		s.snap.Workloads[i].Reserved = 0
 	}
 	return nil
 }

@@ -71,7 +71,7 @@ func ParsePolicy(name string, seed uint64) (Policy, error) {
 		return Policy{}, policyErr(name, "expected npa, dvfs, berth or DETECTOR-SELECTION-PARAM")
 	}
 	param, err := strconv.ParseFloat(parts[2], 64)
-	if err != nil || param < 0 || param > 10 {
+	if err != nil || !(param >= 0 && param <= 10) { // also rejects NaN
 		return Policy{}, policyErr(name, fmt.Sprintf("parameter %q is not a number from 0 to 10", parts[2]))
 	}
 	if parts[0] == "thr" && (param <= 0 || param > 1) {

@@ -107,7 +107,7 @@ func TestParsePolicy(t *testing.T) {
 			t.Errorf("%s: %v", n, err)
 		}
 	}
-	for _, n := range []string{"", "lr", "lr-mmt", "lr-mmt-x", "foo-mmt-1", "lr-foo-1", "thr-mmt-1.5", "lr-mmt-1-2"} {
+	for _, n := range []string{"", "lr", "lr-mmt", "lr-mmt-x", "foo-mmt-1", "lr-foo-1", "thr-mmt-1.5", "lr-mmt-1-2", "lr-mmt-nan", "mad-mmt-inf", "thr-mmt-0"} {
 		_, err := ParsePolicy(n, 1)
 		if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "--policy") {
 			t.Errorf("%q: %v", n, err)
@@ -275,4 +275,67 @@ func FuzzParsePolicy(f *testing.F) {
 			t.Fatalf("%q parsed without detector or selector", s)
 		}
 	})
+}
+
+func TestDVFSOneVMByHand(t *testing.T) {
+	// One 2500-MIPS VM at a constant 50%: it cannot go on a G4 (1860-MIPS
+	// cores), so first fit puts it on host 1, a G5 (5320 MIPS). Utilisation
+	// 1250/5320 = 0.23496; P = 101 + 0.4·(23.496 − 20) = 102.3985 W for 24 h.
+	dir := t.TempDir()
+	vals := make([]int, SamplesPerDay)
+	for i := range vals {
+		vals[i] = 50
+	}
+	os.WriteFile(filepath.Join(dir, "only"), []byte(traceText(vals)), 0o644)
+	r := run(t, dir, "dvfs")
+	u := 1250.0 / 5320
+	want := (101 + 0.4*(u*100-20)) * 86400 / 3.6e6
+	if math.Abs(r.Metrics.EnergyKWh-want) > 1e-9 || r.Metrics.SLATAH != 0 {
+		t.Fatalf("energy %v kWh, want %v; %+v", r.Metrics.EnergyKWh, want, r.Metrics)
+	}
+}
+
+// TestOneMigrationByHand follows two VMs through a THR-MMT-0.8 day.
+// There are 2 files, so block = 1: VM 0 is type 0 (2500 MIPS, 870 MB) at a
+// constant 20%, and VM 1 is type 1 (2000 MIPS, 1740 MB) at a constant 10%.
+// Initial PABFD puts each on its own G5 (hosts 1 and 3; every host still
+// looks idle). At t = 300 the underload phase empties host 3: VM 1 (200 MIPS)
+// moves to host 1 in 1740/62.5 = 27.84 s. After that, host 1 is the only
+// active host and nothing moves again.
+func TestOneMigrationByHand(t *testing.T) {
+	dir := t.TempDir()
+	for name, u := range map[string]int{"a": 20, "b": 10} {
+		vals := make([]int, SamplesPerDay)
+		for i := range vals {
+			vals[i] = u
+		}
+		os.WriteFile(filepath.Join(dir, name), []byte(traceText(vals)), 0o644)
+	}
+	r := run(t, dir, "thr-mmt-0.8")
+	m := r.Metrics
+	const mt = 1740 / 62.5
+	if m.Migrations != 1 {
+		t.Fatalf("migrations = %d, want 1", m.Migrations)
+	}
+	// PDM: 10% of 200 MIPS for 27.84 s over (500 + 200) MIPS for a day.
+	if want := 20 * mt / (700 * 86400); math.Abs(m.PDM-want) > 1e-15 {
+		t.Errorf("PDM = %v, want %v", m.PDM, want)
+	}
+	// SLATAH: host 1 asks for 700 but gets 500 + 20 during the migration;
+	// host 3 is active until the VM leaves.
+	if want := mt / (86400 + 300 + mt); math.Abs(m.SLATAH-want) > 1e-15 {
+		t.Errorf("SLATAH = %v, want %v", m.SLATAH, want)
+	}
+	// Energy, G5 table: P(u) = 93.7 + 33u below 10%, 97 + 40(u − 0.1) to 20%.
+	p := func(mips float64) float64 {
+		u := mips / 5320
+		if u <= 0.1 {
+			return 93.7 + 33*u
+		}
+		return 97 + 40*(u-0.1)
+	}
+	j := p(500)*300 + p(520)*mt + p(700)*(86400-300-mt) + p(200)*(300+mt)
+	if want := j / 3.6e6; math.Abs(m.EnergyKWh-want) > 1e-9 {
+		t.Errorf("energy = %v kWh, want %v", m.EnergyKWh, want)
+	}
 }

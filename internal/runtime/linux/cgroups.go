@@ -54,7 +54,7 @@ func defaultDeviceRules() []specs.LinuxDeviceCgroup {
 // createCgroup makes the container's cgroup at cgroupsPath (absolute: from the hierarchy root;
 // relative or empty: under the caller's own cgroup, so berth run inside a cgroup stays inside
 // it) and applies the spec's resources.
-func createCgroup(id, cgroupsPath string, res *specs.LinuxResources) (cgroupState, error) {
+func createCgroup(id, cgroupsPath string, res *specs.LinuxResources, devs []specs.LinuxDevice) (cgroupState, error) {
 	if cgroupsPath == "" {
 		cgroupsPath = filepath.Join("berth", id)
 	}
@@ -67,6 +67,18 @@ func createCgroup(id, cgroupsPath string, res *specs.LinuxResources) (cgroupStat
 	r := *res
 	if len(r.Devices) > 0 {
 		r.Devices = append(append([]specs.LinuxDeviceCgroup{}, r.Devices...), defaultDeviceRules()...)
+		// Devices the spec asks the runtime to create must also be usable (runc does the same).
+		for _, d := range devs {
+			major, minor := d.Major, d.Minor
+			typ := d.Type
+			if typ == "u" {
+				typ = "c"
+			}
+			if typ == "p" {
+				continue
+			}
+			r.Devices = append(r.Devices, specs.LinuxDeviceCgroup{Allow: true, Type: typ, Major: &major, Minor: &minor, Access: "rwm"})
+		}
 	}
 	if cgroupIsV2() {
 		group := cgroupsPath

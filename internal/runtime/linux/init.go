@@ -63,8 +63,11 @@ func (ip *initProc) run() error {
 	}
 	cfg := &ip.cfg
 	sp := cfg.Spec
-	if sp == nil || sp.Process == nil || len(sp.Process.Args) == 0 {
-		return errors.New("config without a process")
+	if sp == nil || sp.Process == nil || sp.Linux == nil || sp.Root == nil {
+		return errors.New("incomplete config")
+	}
+	if cfg.Mode == initModeExec && len(sp.Process.Args) == 0 {
+		return errors.New("exec without process args")
 	}
 	p := sp.Process
 	if cfg.Mode == initModeCreate {
@@ -121,9 +124,14 @@ func (ip *initProc) run() error {
 	if err := unix.Chdir(cwd); err != nil {
 		return fmt.Errorf("chdir to cwd %q: %w", cwd, err)
 	}
-	path, err := lookPath(p.Args[0], p.Env)
-	if err != nil {
-		return err
+	// A container created without a process (allowed by the spec) has nothing to exec; Start
+	// refuses it and kills this init.
+	var path string
+	if len(p.Args) > 0 {
+		var err error
+		if path, err = lookPath(p.Args[0], p.Env); err != nil {
+			return err
+		}
 	}
 	if err := closeExtraFDs(); err != nil {
 		return err
@@ -150,6 +158,9 @@ func (ip *initProc) run() error {
 				return fmt.Errorf("startContainer hook: %w", err)
 			}
 		}
+	}
+	if path == "" {
+		return errors.New("process is not set")
 	}
 	return finalizeAndExec(sp, path)
 }

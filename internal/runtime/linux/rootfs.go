@@ -331,7 +331,7 @@ func createDevice(rootfs string, d specs.LinuxDevice) error {
 	}
 	_ = os.Remove(dest)
 	err = unix.Mknod(dest, typ|perm, int(unix.Mkdev(uint32(d.Major), uint32(d.Minor))))
-	if err != nil && errors.Is(err, unix.EPERM) {
+	if err != nil && errors.Is(err, unix.EPERM) && isUserNS() {
 		// In a user namespace mknod is not allowed: bind the host's device instead.
 		if err := createMountpoint(dest, false); err != nil {
 			return err
@@ -465,4 +465,14 @@ func setupConsole(sockFD int, size *specs.Box, bindConsole bool) error {
 		return fmt.Errorf("set controlling terminal: %w", err)
 	}
 	return nil
+}
+
+// isUserNS reports whether the process runs in a user namespace other than the initial one.
+func isUserNS() bool {
+	b, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b))
+	return !(len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295")
 }

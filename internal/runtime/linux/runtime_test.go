@@ -364,3 +364,20 @@ func TestUnknownContainer(t *testing.T) {
 		t.Fatalf("create without config: %v", err)
 	}
 }
+
+func TestUserNamespace(t *testing.T) {
+	c := newCtr(t, "sh", "-c", `echo uid=$(id -u) map=$(cat /proc/self/uid_map | tr -s ' ' | sed 's/^ //')`)
+	c.spec.Linux.Namespaces = append(c.spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+	c.spec.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+	c.spec.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+	// The init runs as host uid 100000: let it reach the bundle.
+	for _, d := range []string{c.bundle, filepath.Dir(c.bundle)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, code := c.run()
+	if code != 0 || strings.TrimSpace(out) != "uid=0 map=0 100000 65536" {
+		t.Fatalf("exit %d, output %q", code, out)
+	}
+}

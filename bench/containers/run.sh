@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Side-by-side container start benchmark (issue: containers).
+#   berth run --rm --network none busybox true   (end to end: CLI -> API -> daemon -> shim -> runtime)
+#   podman run --rm --network none busybox true  (same image imported)
+#   crun run / runc run on a prepared bundle      (bare create+start+delete, no image handling)
+# Sequential (N runs) and concurrent (P at once), plus the idle memory of a running container's
+# shim. Prints a Markdown table; usage: bench/containers/run.sh [N] [P]
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+. "$here/../lib/peers.sh"
+N=${1:-50}
+P=${2:-50}
+BERTH=${BERTH:-$top/bin/berth}
+[ "$(id -u)" -eq 0 ] || { echo "run as root" >&2; exit 1; }
+[ -x "$BERTH" ] || (cd "$top" && make build >/dev/null)
+
+bench_install_peers podman crun runc
+bench_fix_hugetlb
+bench_fix_podman_ulimits
+
+work=$(mktemp -d /tmp/berth-bench-XXXXXX)
+exec_root=$(mktemp -d /run/berth-bench-XXXXXX)
+sock=$exec_root/berth.sock
+daemon_pid=
+cleanup() {
+  set +e
+  if [ -n "$daemon_pid" ]; then
+    BERTH_HOST=unix://$sock "$BERTH" rm -f $(BERTH_HOST=unix://$sock "$BERTH" ps -aq 2>/dev/null) >/dev/null 2>&1
+    kill "$daemon_pid" 2>/dev/null; wait "$daemon_pid" 2>/dev/null
+  fi
+  podman --root "$work/podman" --runroot "$work/podman-run" rm -af >/dev/null 2>&1
+  podman --root "$work/podman" --runroot "$work/podman-run" system reset -f >/dev/null 2>&1
+  for r in crun runc; do
+    for id in $($r --root "$work/$r-state" list -q 2>/dev/null); do $r --root "$work/$r-state" delete -f "$id" >/dev/null 2>&1; done
+  done
+  umount -R "$work"/podman/overlay/*/merged 2>/dev/null
+  rm -rf "$work" "$exec_root"
+  for d in /sys/fs/cgroup/*/berth-bench /sys/fs/cgroup/berth-bench; do rmdir "$d" 2>/dev/null; done
+}
+trap cleanup EXIT
+
+"$top/scripts/busybox-image.sh" "$work/busybox.tar"
+
+# berth
+setsid "$BERTH" daemon --root "$work/berth" --exec-root "$exec_root" -H "unix://$sock" >"$work/daemon.log" 2>&1 &
+daemon_pid=$!
+export BERTH_HOST=unix://$sock
+for _ in $(seq 100); do "$BERTH" version >/dev/null 2>&1 && break; sleep 0.1; done
+"$BERTH" import - busybox < "$work/busybox.tar" >/dev/null
+"$BERTH" run --rm --network none busybox true   # warm-up
+
+# podman, on private storage
+pod() { podman --root "$work/podman" --runroot "$work/podman-run" --cgroup-manager cgroupfs --events-backend none "$@"; }
+pod import "$work/busybox.tar" localhost/busybox >/dev/null
+pod run --rm --network none localhost/busybox true
+
+# OCI bundle for crun and runc
+mkdir -p "$work/bundle/rootfs"
+tar -C "$work/bundle/rootfs" -xf "$work/busybox.tar"
+(cd "$work/bundle" && runc spec && sed -i 's/"terminal": true/"terminal": false/; s/"sh"/"true"/' config.json)
+seq_id=0
+oci_run() { seq_id=$((seq_id + 1)); "$1" --root "$work/$1-state" run --bundle "$work/bundle" "b$$-$seq_id-$RANDOM" >/dev/null; }
+
+berth_seq=$(time_loop "$N" "$BERTH" run --rm --network none busybox true)
+podman_seq=$(time_loop "$N" pod run --rm --network none localhost/busybox true)
+crun_seq=$(time_loop "$N" oci_run crun)
+runc_seq=$(time_loop "$N" oci_run runc)
+
+berth_par=$(time_parallel "$P" "$BERTH" run --rm --network none busybox true)
+podman_par=$(time_parallel "$P" pod run --rm --network none localhost/busybox true)
+crun_par=$(time_parallel "$P" oci_run crun)
+runc_par=$(time_parallel "$P" oci_run runc)
+
+# Idle cost of a running container: the shim's RSS and PSS (PSS shares the binary's pages fairly).
+for i in $(seq 10); do "$BERTH" run -d --network none busybox sleep 3600 >/dev/null; done
+sleep 1
+rss=0; pss=0; n=0
+for pid in $(pgrep -f "berth shim --id"); do
+  r=$(awk '/^Rss:/ {print $2}' /proc/$pid/smaps_rollup); p=$(awk '/^Pss:/ {print $2}' /proc/$pid/smaps_rollup)
+  rss=$((rss + r)); pss=$((pss + p)); n=$((n + 1))
+done
+shim_rss=$(awk -v s="$rss" -v n="$n" 'BEGIN { printf "%.2f", s / n / 1024 }')
+shim_pss=$(awk -v s="$pss" -v n="$n" 'BEGIN { printf "%.2f", s / n / 1024 }')
+
+cat <<EOT
+### Container start ($(date -u +%Y-%m-%d), $(nproc) cores, kernel $(uname -r))
+
+| workload | berth | podman | crun | runc | berth/crun | podman/berth |
+|---|---|---|---|---|---|---|
+| \`run --rm true\`, sequential, ms per run (N=$N) | $berth_seq | $podman_seq | $crun_seq | $runc_seq | $(ratio "$berth_seq" "$crun_seq") | $(ratio "$podman_seq" "$berth_seq") |
+| \`run --rm true\`, $P concurrent, wall ms | $berth_par | $podman_par | $crun_par | $runc_par | $(ratio "$berth_par" "$crun_par") | $(ratio "$podman_par" "$berth_par") |
+
+Idle shim per running container (mean of $n): RSS $shim_rss MiB, PSS $shim_pss MiB.
+EOT

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Shared setup for side-by-side benchmarks: installs the peers from Debian and applies the
+# host quirks they need (see DEVELOPERS.md). Idempotent; source it from a bench script.
+
+bench_install_peers() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing peers: ${missing[*]}" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  fi
+}
+
+# crun 1.8 refuses this hybrid cgroup layout until hugetlb is bound to a v1 hierarchy.
+bench_fix_hugetlb() {
+  if [ ! -f /sys/fs/cgroup/cgroup.controllers ] && ! mountpoint -q /sys/fs/cgroup/hugetlb; then
+    mkdir -p /sys/fs/cgroup/hugetlb
+    mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb 2>/dev/null || true
+  fi
+}
+
+# podman's default ulimits exceed this host's hard limits (no CAP_SYS_RESOURCE).
+bench_fix_podman_ulimits() {
+  local conf=/etc/containers/containers.conf
+  local nofile nproc
+  nofile=$(ulimit -Hn); nproc=$(ulimit -Hu)
+  mkdir -p /etc/containers
+  if ! grep -q '^default_ulimits' "$conf" 2>/dev/null; then
+    {
+      echo "[containers]"
+      echo "default_ulimits = [\"nofile=${nofile}:${nofile}\", \"nproc=${nproc}:${nproc}\"]"
+    } >> "$conf"
+  fi
+}
+
+# now_ns prints a monotonic-enough wall clock in nanoseconds.
+now_ns() { date +%s%N; }
+
+# time_loop N CMD... runs CMD N times sequentially and prints the mean milliseconds per run.
+time_loop() {
+  local n=$1; shift
+  local t0 t1
+  t0=$(now_ns)
+  for ((i = 0; i < n; i++)); do "$@" >/dev/null 2>&1 || { echo "FAILED: $*" >&2; return 1; }; done
+  t1=$(now_ns)
+  awk -v a="$t0" -v b="$t1" -v n="$n" 'BEGIN { printf "%.2f\n", (b - a) / n / 1e6 }'
+}
+
+# time_parallel N CMD... starts N copies of CMD at once and prints the wall milliseconds until
+# all finished.
+time_parallel() {
+  local n=$1; shift
+  local t0 t1 pids=() fail=0
+  t0=$(now_ns)
+  for ((i = 0; i < n; i++)); do "$@" >/dev/null 2>&1 & pids+=($!); done
+  for p in "${pids[@]}"; do wait "$p" || fail=1; done
+  t1=$(now_ns)
+  [ "$fail" -eq 0 ] || { echo "FAILED (parallel): $*" >&2; return 1; }
+  awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f\n", (b - a) / 1e6 }'
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
