@@ -102,7 +102,11 @@ for r in $RUNTIMES; do
 	for t in "${tests[@]}"; do
 		out=$RESULTS/$r.$t.tap
 		log "$r: $t"
-		(cd "$SRC" && RUNTIME=$bin timeout -k 5 "$TEST_TIMEOUT" "./validation/$t.t" >"$out" 2>&1) || true
+		# Each test gets its own TMPDIR (bundles live there) so that whatever it leaves behind,
+		# including mounts some runtimes leak into the host namespace, can be removed.
+		tmp=$WORK/tmp/$r.$t
+		mkdir -p "$tmp"
+		(cd "$SRC" && TMPDIR=$tmp RUNTIME=$bin timeout -k 5 "$TEST_TIMEOUT" "./validation/$t.t" >"$out" 2>&1) || true
 		p=$(grep -cE '^ok [0-9]+' "$out" | tr -d '\n' || true)
 		s=$(grep -cE '^ok [0-9]+.*# (SKIP|skip)' "$out" | tr -d '\n' || true)
 		f=$(grep -cE '^not ok [0-9]+' "$out" | tr -d '\n' || true)
@@ -117,12 +121,27 @@ for r in $RUNTIMES; do
 		fi
 		echo "$r $t pass=$((p - s)) skip=$s fail=$f plan=${plan:-none}" >>"$RESULTS/summary.txt"
 		# Leave nothing behind from a crashed test.
+		awk -v p="$tmp/" 'index($2, p) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
+			umount -l "$m" || true
+		done
+		if ! awk -v p="$tmp/" 'index($2, p) == 1 {found=1} END {exit !found}' /proc/mounts; then
+			rm -rf "$tmp"
+		else
+			log "warning: mounts remain under $tmp; not removing it"
+		fi
 		if [ "$r" = berth ]; then
 			for id in $("$WORK/berth" oci --root "$WORK/berth-state" list -q 2>/dev/null); do
 				"$WORK/berth" oci --root "$WORK/berth-state" delete -f "$id" >/dev/null 2>&1 || true
 			done
 		fi
 	done
+done
+
+# The suite's relative cgroup tests (and crun's default parent) leave empty parent cgroups.
+for d in /sys/fs/cgroup/*/testdir /sys/fs/cgroup/*/libpod_parent /sys/fs/cgroup/*/*/*/testdir \
+	/sys/fs/cgroup/*/*/*/libpod_parent /sys/fs/cgroup/testdir /sys/fs/cgroup/libpod_parent; do
+	[ -d "$d" ] || continue
+	find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
 done
 
 # --- report ------------------------------------------------------------------------------------
@@ -162,5 +181,22 @@ done
 		done
 		echo
 	done
+	cat <<'NOTES'
+
+## Notes on the failures
+
+- Failures shared by all three runtimes are test or host issues: `hooks` compares against a
+  malformed expected string; `start` asserts success where its message demands an error;
+  `pidfile`, `hooks_stdin` and `killsig` race a short-lived process against `kill`/`state`;
+  `linux_cgroups_memory` sets kernel memory limits, which kernels since 6.x ignore;
+  `*_blkio` need the CFQ/BFQ `blkio.weight` file, which this kernel does not offer;
+  `*_network` need the net_cls/net_prio controllers, which are not mounted here.
+- `process_capabilities` and `linux_rootfs_propagation` ask for CAP_SYS_RESOURCE, which the
+  machine that ran this does not have in its own bounding set: berth leaves out capabilities
+  it does not hold instead of failing, so only the assertions about CAP_SYS_RESOURCE fail;
+  runc and crun fail to start these containers at all.
+- `linux_ns_itype` runs a container without a mount namespace. berth refuses that on purpose:
+  the rootfs mounts would land in the host's namespace (runc and crun leak them there).
+NOTES
 } >"$OUT_MD"
 log "wrote $OUT_MD (raw TAP in $RESULTS)"

@@ -23,5 +23,8 @@ func main() {
 	if filepath.Base(os.Args[0]) == filepath.Base(container.InitPath) {
 		os.Exit(tini.Main(os.Args[1:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "shim" {
+		os.Exit(cli.ShimMain(os.Args[2:]))
+	}
 	os.Exit(cli.Execute())
 }

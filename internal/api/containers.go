@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -67,10 +68,10 @@ func decodeJSONBody(body io.Reader, v any) error {
 		}
 		return invalidArgument(fmt.Errorf("invalid JSON: %w", err))
 	}
+	// A body over the limit has failed above, cut short; what may follow a value is whitespace.
 	if dec.More() {
 		return invalidArgument(errors.New("invalid JSON: unexpected content after JSON"))
 	}
-	// Anything left is whitespace or a body over the limit, which the decoder saw cut short.
 	return nil
 }
 
@@ -96,22 +97,13 @@ func checkPlatform(p string) error {
 		return nil
 	}
 	parts := strings.Split(p, "/")
-	if len(parts) > 3 || slicesContainEmpty(parts) {
+	if len(parts) > 3 || slices.Contains(parts, "") {
 		return invalidArgument(fmt.Errorf("invalid platform %q: use os[/arch[/variant]]", p))
 	}
 	if !strings.EqualFold(parts[0], "linux") {
 		return invalidArgument(fmt.Errorf("platform %q is not supported: berth runs linux containers only", p))
 	}
 	return nil
-}
-
-func slicesContainEmpty(parts []string) bool {
-	for _, p := range parts {
-		if p == "" {
-			return true
-		}
-	}
-	return false
 }
 
 func (s *server) containerCreate(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {

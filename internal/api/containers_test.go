@@ -1213,3 +1213,45 @@ func FuzzCreateRequest(f *testing.F) {
 		}
 	})
 }
+
+// FuzzContainerRequest sends arbitrary requests to the container and exec endpoints: query
+// parsing (timeouts, sizes, timestamps, filters) must never end in a 500 or a panic.
+func FuzzContainerRequest(f *testing.F) {
+	for _, s := range []string{
+		"POST /containers/web/stop?t=99999999999999999999&signal=x",
+		"POST /containers/web/resize?h=65536&w=-0",
+		"GET /containers/web/logs?stdout=1&since=1.%00&until=-1.5&tail=x",
+		"GET /v1.44/containers/json?limit=-1&filters=%7B%22name%22%3A%5B%22a%22%5D%7D",
+		"POST /containers/web/wait?condition=removed",
+		"POST /containers/web/attach?stream=1&stdin=1",
+		"POST /exec/exec-web/start",
+		"GET /containers/web/stats?stream=0",
+		"HEAD /containers/web/archive?path=%2Fetc%2Fpasswd",
+		"PUT /containers/web/archive?path=/&noOverwriteDirNonDir=maybe",
+		"DELETE /containers/web?force=true&link=0",
+		"POST /containers/create?name=%2F&platform=linux%2F%2F",
+	} {
+		f.Add(s, "{}")
+	}
+	h := New(Config{Containers: newFakeContainers(), Logger: slog.New(slog.DiscardHandler)})
+	f.Fuzz(func(t *testing.T, line, body string) {
+		method, target, ok := strings.Cut(line, " ")
+		if !ok || method == "" {
+			return
+		}
+		u, err := url.ParseRequestURI(target)
+		if err != nil {
+			return
+		}
+		// Wait, logs and stats may block or stream until the client goes away.
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		req := httptest.NewRequestWithContext(ctx, http.MethodGet, "/", strings.NewReader(body))
+		req.Method, req.URL, req.RequestURI = method, u, target
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code == 500 {
+			t.Fatalf("%s: 500 %s", line, rec.Body)
+		}
+	})
+}

@@ -53,6 +53,10 @@ func (h *hijack) upgrade() (RawStream, error) {
 		_, _ = io.Copy(io.Discard, io.LimitReader(h.r.Body, maxJSONBody))
 	}
 	conn, brw, err := http.NewResponseController(h.w).Hijack()
+	if errors.Is(err, http.ErrNotSupported) {
+		// HTTP/2 has no hijacking; dockerd answers such clients with a bad-parameter error too.
+		return nil, invalidArgument(errors.New("cannot stream over this connection: attach and exec need HTTP/1.1"))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("take over the connection: %w", err)
 	}

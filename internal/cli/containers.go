@@ -524,7 +524,8 @@ func (c *cli) newAttachCommand() *cobra.Command {
 				return err
 			}
 			if !ins.Container.State.Running {
-				return errors.New("You cannot attach to a stopped container, start it first")
+				// docker's exact wording, which scripts match on.
+				return statusError{status: exitError, msg: "You cannot attach to a stopped container, start it first"}
 			}
 			cfg := ins.Container.Config
 			stdin := !noStdin && cfg.OpenStdin

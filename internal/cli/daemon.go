@@ -63,6 +63,7 @@ func newDaemonCommand() *cobra.Command {
 	f.StringArrayVarP(&cfg.Hosts, "host", "H", []string{daemon.DefaultHost}, "Daemon socket(s) to listen on (unix:///path or tcp://addr:port)")
 	f.StringVarP(&logLevel, "log-level", "l", "info", `Set the logging level ("debug"|"info"|"warn"|"error")`)
 	f.StringVar(&logFormat, "log-format", "text", `Log format ("text"|"json")`)
+	f.StringVar(&cfg.CgroupParent, "cgroup-parent", daemon.DefaultCgroupParent, "Parent cgroup for all containers")
 	f.BoolVar(&tlsVerify, "tlsverify", false, "Require mutual TLS on TCP listeners")
 	f.StringVar(&cfg.TLS.CACert, "tlscacert", "", "CA certificate that client certificates must be signed by")
 	f.StringVar(&cfg.TLS.Cert, "tlscert", "", "Server TLS certificate")

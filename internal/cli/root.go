@@ -16,6 +16,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/berth-dev/berth/internal/runtime/linux/ocicmd"
 	"github.com/berth-dev/berth/internal/sim"
 	"github.com/berth-dev/berth/internal/version"
 	"github.com/moby/moby/client"
@@ -149,7 +150,6 @@ func (c *cli) newRootCommand() *cobra.Command {
 
 	root.AddCommand(
 		newDaemonCommand(),
-		newShimCommand(),
 		c.newVersionCommand(),
 		c.newInfoCommand(),
 		c.newEventsCommand(),
@@ -158,6 +158,7 @@ func (c *cli) newRootCommand() *cobra.Command {
 		c.newInspectCommand(),
 		c.newContainerCommand(),
 		sim.NewCommand(),
+		ocicmd.NewCommand(),
 	)
 	root.AddCommand(c.imageShortcuts()...)
 	root.AddCommand(c.containerShortcuts()...)

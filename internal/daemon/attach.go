@@ -44,8 +44,12 @@ func (d *Daemon) ContainerAttach(ctx context.Context, ref string, opts api.Attac
 	defer stream.Close()
 	d.events.Publish(events.ContainerEventType, events.ActionAttach, id, ctrAttrs(&c.rec))
 	if waiter != nil {
+		var ok bool
 		select {
-		case h = <-waiter.h:
+		case h, ok = <-waiter.h:
+			if !ok {
+				return nil // start failed; the client learns it from start and wait
+			}
 		case <-removed:
 			return nil
 		case <-ctx.Done():

@@ -408,3 +408,27 @@ func TestContainerInit(t *testing.T) {
 		t.Fatalf("--init: exit %d, output %q", code, out)
 	}
 }
+
+func TestContainerStartFailure(t *testing.T) {
+	d := newTestDaemon(t)
+	ctx := context.Background()
+	cr, err := d.ContainerCreate(ctx, "", &mcontainer.Config{Image: "busybox", Cmd: []string{"/no/such/cmd"}}, &mcontainer.HostConfig{AutoRemove: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wc, err := d.ContainerWait(ctx, cr.ID, mcontainer.WaitConditionRemoved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ContainerStart(ctx, cr.ID); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("start of a missing command: %v", err)
+	}
+	select {
+	case r := <-wc:
+		if r.StatusCode != 127 {
+			t.Fatalf("exit code %d, want 127", r.StatusCode)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a container whose start failed was never removed")
+	}
+}

@@ -13,7 +13,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -49,6 +51,7 @@ func run(m *testing.M) int {
 // daemon is a running `berth daemon` on temporary roots.
 type daemon struct {
 	root, execRoot string
+	cgroupParent   string
 	host           string // unix://...
 	socket         string
 	logPath        string
@@ -65,12 +68,19 @@ func newDaemon(t *testing.T) *daemon {
 		t.Fatal("berth binary was not built")
 	}
 	d := &daemon{root: t.TempDir(), execRoot: t.TempDir()}
+	d.cgroupParent = "/berth-e2e-" + strconv.Itoa(os.Getpid()) + "-" + strconv.Itoa(int(nextDaemon.Add(1)))
 	d.socket = filepath.Join(d.execRoot, "berth.sock")
 	d.host = "unix://" + d.socket
 	d.logPath = filepath.Join(t.TempDir(), "daemon.log")
-	t.Cleanup(func() { unmountUnder(t, d.root, d.execRoot) })
+	t.Cleanup(func() {
+		unmountUnder(t, d.root, d.execRoot)
+		testutil.RemoveCgroup(d.cgroupParent)
+	})
 	return d
 }
+
+// nextDaemon numbers daemons so that each gets a cgroup parent of its own.
+var nextDaemon atomic.Int64
 
 // startDaemon starts a daemon and waits until it answers /_ping; it is stopped on cleanup.
 func startDaemon(t *testing.T) *daemon {
@@ -86,7 +96,7 @@ func (d *daemon) start(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(berthBin, "daemon", "--root", d.root, "--exec-root", d.execRoot, "-H", d.host, "--log-level", "debug")
+	cmd := exec.Command(berthBin, "daemon", "--root", d.root, "--exec-root", d.execRoot, "-H", d.host, "--log-level", "debug", "--cgroup-parent", d.cgroupParent)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -100,6 +110,7 @@ func (d *daemon) start(t *testing.T) {
 		close(d.done)
 	}()
 	t.Cleanup(func() {
+		d.removeContainers(t)
 		d.stop(t)
 		if t.Failed() {
 			b, _ := os.ReadFile(d.logPath)
@@ -143,6 +154,20 @@ func (d *daemon) httpClient() *http.Client {
 			return dl.DialContext(ctx, "unix", d.socket)
 		},
 	}}
+}
+
+// removeContainers force-removes every container of a live daemon, so that no shim, container
+// process, mount or cgroup outlives the test.
+func (d *daemon) removeContainers(t *testing.T) {
+	select {
+	case <-d.done:
+		return
+	default:
+	}
+	r := d.berth(t, nil, "ps", "-aq", "--no-trunc")
+	if ids := strings.Fields(r.stdout); len(ids) > 0 {
+		d.berth(t, nil, append([]string{"rm", "-f"}, ids...)...)
+	}
 }
 
 // stop sends SIGTERM and waits; a daemon that does not stop in time is killed.

@@ -40,6 +40,23 @@ type ConsolidationPolicy struct {
 	// never limits a migration). The default honours every workload's
 	// memory request, which is what a live cluster needs.
 	CloudSimMemory bool
+	// CloudSimPower makes PABFD estimate a host's power the way CloudSim's
+	// findHostForVm does: "before" is the power at the host's last metered
+	// utilisation (Host.MeteredCPU) and "after" adds only the workload being
+	// placed and the not-yet-delivered 90% of workloads migrating in
+	// (getMaxUtilizationAfterAllocation). Workloads planned onto or off the
+	// host earlier in the same round are not counted, and the overload test
+	// is skipped for a host metered at 0. Suitability (free CPU) still sees
+	// the plan. The default prices the host as the plan so far leaves it,
+	// which is what a live scheduler wants.
+	CloudSimPower bool
+	// CloudSimUnderload lets the underload phase take as a source a host that
+	// received workloads in the overload phase of the same round, and move
+	// those workloads on again, as CloudSim does: it means to exclude such
+	// hosts but builds the list from an empty map. A workload can then appear
+	// twice in the plan (first target, then the final one); CloudSim runs both
+	// migrations at once and counts both. The default excludes those hosts.
+	CloudSimUnderload bool
 
 	// Berth refinements; zero values give the plain CloudSim algorithm.
 	Berth BerthOptions
@@ -72,15 +89,16 @@ type planHost struct {
 	total, core float64
 	power       *PowerModel
 	meteredU    float64 // utilisation as last measured; fixed during planning
+	meteredCPU  float64 // the same in CPU units, unclamped
 	vms         []int   // workload indices in bind order
 	demand      float64 // Σ demand (uncapped), CloudSim "requested"
 	hist        [HistoryLength]float64
 	histLen     int
 	memUsed     int64
 	migrIn      bool
-	// used and avail cache allocated(h, -1) while usageOK.
-	used, avail float64
-	usageOK     bool
+	// used, avail and migIn cache allocated(h, -1) while usageOK.
+	used, avail, migIn float64
+	usageOK            bool
 }
 
 // Rebalance computes a migration plan for the snapshot: it finds overloaded
@@ -138,6 +156,7 @@ func newConsolidator(s *Snapshot, p ConsolidationPolicy) *consolidator {
 		ph.total = float64(h.Capacity.CPU)
 		ph.core = float64(h.CoreCPU)
 		ph.power = h.Power
+		ph.meteredCPU = h.MeteredCPU
 		if ph.total > 0 {
 			ph.meteredU = h.MeteredCPU / ph.total
 			if ph.meteredU > 1 && ph.meteredU < 1.01 {
@@ -243,8 +262,10 @@ func (c *consolidator) overloaded(h int, extra int) bool {
 
 // allocated returns the CPU the host's scheduler would hand out with workload
 // extra (-1: none) added, counting a migrating-in workload at its full
-// potential (CloudSim's getUtilizationOfCpuMips), and the CPU still free.
-func (c *consolidator) allocated(h int, extra int) (used, avail float64) {
+// potential (CloudSim's getUtilizationOfCpuMips), the CPU still free, and
+// migIn, the part of used that migrating-in workloads will add once their
+// migrations end (9× the 10% reserved for them now).
+func (c *consolidator) allocated(h int, extra int) (used, avail, migIn float64) {
 	ph := &c.hosts[h]
 	c.dem, c.role, c.cores = c.dem[:0], c.role[:0], c.cores[:0]
 	for _, w := range ph.vms {
@@ -276,6 +297,7 @@ func (c *consolidator) allocated(h int, extra int) (used, avail float64) {
 	for i, a := range c.alloc {
 		if c.role[i] == MigratingIn {
 			used += a * 0.9 / 0.1
+			migIn += a * 0.9 / 0.1
 		}
 		used += a
 		r := capPerCore(c.dem[i], ph.core, coreCount(c.cores, i))
@@ -287,7 +309,7 @@ func (c *consolidator) allocated(h int, extra int) (used, avail float64) {
 	if avail < 0 {
 		avail = 0
 	}
-	return used, avail
+	return used, avail, migIn
 }
 
 func (c *consolidator) hostPower(h int, u float64) float64 {
@@ -298,13 +320,13 @@ func (c *consolidator) hostPower(h int, u float64) float64 {
 }
 
 // usage is allocated(h, -1), cached until the host's workload list changes.
-func (c *consolidator) usage(h int) (used, avail float64) {
+func (c *consolidator) usage(h int) (used, avail, migIn float64) {
 	ph := &c.hosts[h]
 	if !ph.usageOK {
-		ph.used, ph.avail = c.allocated(h, -1)
+		ph.used, ph.avail, ph.migIn = c.allocated(h, -1)
 		ph.usageOK = true
 	}
-	return ph.used, ph.avail
+	return ph.used, ph.avail, ph.migIn
 }
 
 // suitable is CloudSim's Host.isSuitableForVm against the plan so far.
@@ -327,7 +349,7 @@ func (c *consolidator) suitable(h int, w int) bool {
 			return false
 		}
 	}
-	_, avail := c.usage(h)
+	_, avail, _ := c.usage(h)
 	return avail >= c.demand[w]
 }
 
@@ -345,11 +367,18 @@ func (c *consolidator) findHost(w int, excluded []bool) int {
 			continue
 		}
 		ph := &c.hosts[h]
-		used, _ := c.usage(h)
+		used, _, migIn := c.usage(h)
 		// Suitable means the workload fits without over-subscription, so the
 		// scheduler would hand it its capped demand.
 		after := used + capPerCore(c.demand[w], ph.core, max(wl.Cores, 1))
 		before := c.hostPower(h, ph.meteredU)
+		if c.p.CloudSimPower {
+			// CloudSim reads the utilisation metered at the last update,
+			// which placements made earlier in this round do not change, and
+			// adds the workload's uncapped demand.
+			used = ph.meteredCPU
+			after = used + migIn + c.demand[w]
+		}
 		if c.p.Berth.Enabled && ph.meteredU == 0 && used == 0 {
 			// A switched-off host draws nothing (that is how energy is
 			// counted), so waking it costs its whole power, not just the
@@ -401,6 +430,22 @@ func (c *consolidator) movable(h int) []int {
 	c.cands = c.cands[:0]
 	for _, w := range c.hosts[h].vms {
 		if c.s.Workloads[w].MigratingTo < 0 && c.s.Workloads[w].Host == h {
+			c.cands = append(c.cands, w)
+		}
+	}
+	return c.cands
+}
+
+// movableUnderload is movable, plus (with CloudSimUnderload) the workloads
+// planned onto h earlier in this round: CloudSim's host lists them and they
+// are not yet migrating.
+func (c *consolidator) movableUnderload(h int) []int {
+	if !c.p.CloudSimUnderload {
+		return c.movable(h)
+	}
+	c.cands = c.cands[:0]
+	for _, w := range c.hosts[h].vms {
+		if c.s.Workloads[w].MigratingTo < 0 {
 			c.cands = append(c.cands, w)
 		}
 	}
@@ -480,7 +525,7 @@ func (c *consolidator) run() []Migration {
 		// CloudSim meant to keep overload-phase targets from becoming sources
 		// but built that list from an empty map; we do what was meant (see
 		// docs/scheduling.md).
-		if targetOfOverload[h] && mark(exclSrc, h) {
+		if targetOfOverload[h] && !c.p.CloudSimUnderload && mark(exclSrc, h) {
 			nExcl++
 		}
 	}
@@ -493,7 +538,7 @@ func (c *consolidator) run() []Migration {
 		mark(exclSrc, src)
 		nExcl++
 		exclDst[src] = true
-		ws := append([]int(nil), c.movable(src)...)
+		ws := append([]int(nil), c.movableUnderload(src)...)
 		if len(ws) == 0 {
 			continue
 		}

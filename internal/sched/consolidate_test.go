@@ -158,3 +158,93 @@ func FuzzRebalance(f *testing.F) {
 		}
 	})
 }
+
+// TestRebalanceCloudSimPower checks CloudSim's PABFD pricing. h0 asks for
+// 5300/5320 > 0.8; MMT takes w0 (613 MB) and, still at 0.88, w1 (870 MB).
+// They are placed largest first. w1 (1200 MIPS) goes to h1: both idle hosts
+// cost the same and the first wins. For w0 (600 MIPS) the default prices h1
+// as the plan leaves it, P(1800/5320) − P(0) = 13.2 W against h2's
+// P(600/5320) − P(0) = 3.8 W, and picks h2. CloudSim prices h1 from its
+// metered utilisation, still 0, so both cost 3.8 W and h1 wins again; h1
+// is not tested for overload either, because it is metered at 0.
+func TestRebalanceCloudSimPower(t *testing.T) {
+	s := &Snapshot{
+		Hosts: []Host{g5("h0", 5300), g5("h1", 0), g5("h2", 0)},
+		Workloads: []Workload{
+			{Name: "w0", Host: 0, MigratingTo: -1, Cores: 1, Request: Resources{CPU: 2500, MemoryMB: 613}, Demand: 600},
+			{Name: "w1", Host: 0, MigratingTo: -1, Cores: 1, Request: Resources{CPU: 2000, MemoryMB: 870}, Demand: 1200},
+			{Name: "w2", Host: 0, MigratingTo: -1, Cores: 1, Request: Resources{CPU: 2500, MemoryMB: 1740}, Demand: 2000},
+			{Name: "w3", Host: 0, MigratingTo: -1, Cores: 1, Request: Resources{CPU: 2000, MemoryMB: 1740}, Demand: 1500},
+		},
+	}
+	p := ConsolidationPolicy{Detector: THR{0.8}, Selector: MMT{}}
+	got := Rebalance(s, p)
+	want := []Migration{{Workload: 1, From: 0, To: 1, Reason: "overload"}, {Workload: 0, From: 0, To: 2, Reason: "overload"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("default plan = %+v, want %+v", got, want)
+	}
+	p.CloudSimPower = true
+	got = Rebalance(s, p)
+	want = []Migration{{Workload: 1, From: 0, To: 1, Reason: "overload"}, {Workload: 0, From: 0, To: 1, Reason: "overload"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("CloudSimPower plan = %+v, want %+v", got, want)
+	}
+}
+
+// TestPlaceNewCloudSimPower: while VMs are being created no host has been
+// metered, so with CloudSim's pricing a host's cost does not grow with what
+// it already holds and creation is first fit on the cheapest host type; the
+// default spreads the VMs over idle hosts.
+func TestPlaceNewCloudSimPower(t *testing.T) {
+	s := &Snapshot{Hosts: []Host{g5("h0", 0), g5("h1", 0), g5("h2", 0)}}
+	for i := 0; i < 3; i++ {
+		s.Workloads = append(s.Workloads, Workload{Host: -1, MigratingTo: -1, Cores: 1,
+			Request: Resources{CPU: 1000, MemoryMB: 613}, MemoryReserved: true})
+	}
+	ws := []int{0, 1, 2}
+	p := ConsolidationPolicy{Detector: THR{0.8}, Selector: MMT{}, CloudSimMemory: true}
+	if got := PlaceNew(s, ws, p, false); !reflect.DeepEqual(got, []int{0, 1, 2}) {
+		t.Fatalf("default creation = %v, want spread [0 1 2]", got)
+	}
+	p.CloudSimPower = true
+	if got := PlaceNew(s, ws, p, false); !reflect.DeepEqual(got, []int{0, 0, 0}) {
+		t.Fatalf("CloudSimPower creation = %v, want [0 0 0]", got)
+	}
+}
+
+// TestRebalanceCloudSimUnderload: MMT takes w1 off the overloaded h0 and
+// PABFD puts it on h1 (+20.8 W against +22.0 W on h2). By default h1, having
+// just received a workload, is not an underload source, so the least
+// utilised source is h2, whose w3 fits on h1. CloudSim's bug lets h1 be the
+// source: both its resident w2 and the w1 just planned onto it go on to h2,
+// so w1 appears twice in the plan.
+func TestRebalanceCloudSimUnderload(t *testing.T) {
+	s := &Snapshot{
+		Hosts: []Host{g5("h0", 4400), g5("h1", 300), g5("h2", 1500)},
+		Workloads: []Workload{
+			{Name: "w0", Host: 0, MigratingTo: -1, Cores: 1, Request: Resources{CPU: 2000, MemoryMB: 1740}, Demand: 2000},
+			{Name: "w1", Host: 0, MigratingTo: -1, Cores: 1, Request: Resources{CPU: 2500, MemoryMB: 613}, Demand: 2400},
+			{Name: "w2", Host: 1, MigratingTo: -1, Cores: 1, Request: Resources{CPU: 500, MemoryMB: 613}, Demand: 300},
+			{Name: "w3", Host: 2, MigratingTo: -1, Cores: 1, Request: Resources{CPU: 2000, MemoryMB: 870}, Demand: 1500},
+		},
+	}
+	p := ConsolidationPolicy{Detector: THR{0.8}, Selector: MMT{}}
+	got := Rebalance(s, p)
+	want := []Migration{
+		{Workload: 1, From: 0, To: 1, Reason: "overload"},
+		{Workload: 3, From: 2, To: 1, Reason: "underload"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("default plan = %+v, want %+v", got, want)
+	}
+	p.CloudSimUnderload = true
+	got = Rebalance(s, p)
+	want = []Migration{
+		{Workload: 1, From: 0, To: 1, Reason: "overload"},
+		{Workload: 1, From: 1, To: 2, Reason: "underload"},
+		{Workload: 2, From: 1, To: 2, Reason: "underload"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("CloudSimUnderload plan = %+v, want %+v", got, want)
+	}
+}

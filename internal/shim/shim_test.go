@@ -9,12 +9,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/testutil"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -41,7 +41,7 @@ func (p *procTask) Create(ctx context.Context, tio TaskIO) (int, error) {
 	p.cmd.ExtraFiles = []*os.File{r}
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if tio.Terminal {
-		master, slave, err := openPty()
+		master, slave, err := testutil.OpenPty()
 		if err != nil {
 			return 0, err
 		}
@@ -87,28 +87,6 @@ func (p *procTask) Exec(ctx context.Context, sp specs.Process, tio TaskIO) (int,
 
 func (p *procTask) OOMKilled(ctx context.Context) bool { return false }
 func (p *procTask) Delete(ctx context.Context) error   { return nil }
-
-func openPty() (*os.File, *os.File, error) {
-	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		master.Close()
-		return nil, nil, err
-	}
-	slave, err := os.OpenFile("/dev/pts/"+strconv.Itoa(ptsNumber(master)), os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		master.Close()
-		return nil, nil, err
-	}
-	return master, slave, nil
-}
-
-func ptsNumber(f *os.File) int {
-	n, _ := unix.IoctlGetInt(int(f.Fd()), unix.TIOCGPTN)
-	return n
-}
 
 // startShim creates and serves a shim for args, returning it and a client.
 func startShim(t *testing.T, cfg Config, args ...string) (*Shim, *Client) {

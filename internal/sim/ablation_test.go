@@ -10,7 +10,7 @@ import (
 )
 
 // TestBerthAblation prints the ablation and sensitivity table of
-// docs/scheduling.md. It needs the PlanetLab days and takes about a minute,
+// docs/scheduling.md. It needs the PlanetLab days and takes about half a minute,
 // so it runs only when BERTH_PLANETLAB names the folder that holds them:
 //
 //	BERTH_PLANETLAB=../shared/data/planetlab go test -run Ablation -v ./internal/sim/
@@ -39,8 +39,9 @@ func TestBerthAblation(t *testing.T) {
 	}
 	off := 1e9 // a ceiling or evacuation bound that never binds
 	variants := []variant{
-		{"LR-MMT-1.2 (CloudSim)", sched.ConsolidationPolicy{Detector: sched.LR{S: 1.2}, Selector: sched.MMT{}}},
-		with("+ true wake-up cost only", func(b *sched.BerthOptions) { b.TargetCeiling, b.EvacuateBelow, b.CoreAware = off, off, false }),
+		{"LR-MMT-1.2 (CloudSim)", sched.ConsolidationPolicy{Detector: sched.LR{S: 1.2}, Selector: sched.MMT{}, CloudSimPower: true, CloudSimUnderload: true}},
+		{"LR-MMT-1.2 priced from the plan, wake-up at P(0)", sched.ConsolidationPolicy{Detector: sched.LR{S: 1.2}, Selector: sched.MMT{}}},
+		with("+ true wake-up cost (berth's pricing)", func(b *sched.BerthOptions) { b.TargetCeiling, b.EvacuateBelow, b.CoreAware = off, off, false }),
 		with("+ core awareness", func(b *sched.BerthOptions) { b.TargetCeiling, b.EvacuateBelow = off, off }),
 		with("+ headroom on targets", func(b *sched.BerthOptions) { b.EvacuateBelow = off }),
 		{"berth", full},

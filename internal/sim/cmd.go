@@ -43,12 +43,17 @@ func checkFormat(f string) error {
 func newPlanetLabCommand() *cobra.Command {
 	var trace, policy, format string
 	var seed uint64
+	var keepIdle bool
+	var tickOffset float64
 	cmd := &cobra.Command{
 		Use:   "planetlab --trace DIR --policy NAME [--format json|table]",
 		Short: "Simulate one PlanetLab day on the CloudSim 800-host setup",
 		Long: "Simulate one day of PlanetLab traces (a folder with one file per VM of 288\n" +
 			"utilisation percentages) on CloudSim's setup: 800 hosts (HP ML110 G4/G5),\n" +
-			"four VM types, 300 s scheduling interval, 24 h.\n\n" +
+			"four VM types, 300 s scheduling interval, 24 h. As in CloudSim, a VM is\n" +
+			"destroyed the first time it asks for no CPU (--keep-idle-vms keeps it);\n" +
+			"--tick-offset 0.1 reads the traces 0.1 s after each sample point, as\n" +
+			"CloudSim 3.0.3 does (the default, 0, reproduces CCPE12 Table V).\n\n" +
 			"Policies: npa, dvfs, berth, or DETECTOR-SELECTION-PARAM with detector\n" +
 			"thr|iqr|mad|lr|lrr|ols and selection mmt|mu|mc|rs, e.g. thr-mmt-0.8,\n" +
 			"iqr-mmt-1.5, mad-mmt-2.5, lrr-mmt-1.2, lr-mmt-1.2.",
@@ -67,6 +72,12 @@ func newPlanetLabCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			pol.KeepIdleVMs = keepIdle
+			if !(tickOffset >= 0 && tickOffset < Interval) { // also rejects NaN
+				return fmt.Errorf("--tick-offset %v: want seconds in [0, %g), e.g. 0.1 for CloudSim 3.0.3: %w",
+					tickOffset, Interval, errdefs.ErrInvalidArgument)
+			}
+			pol.TickOffset = tickOffset
 			traces, err := LoadDay(trace)
 			if err != nil {
 				return err
@@ -83,6 +94,8 @@ func newPlanetLabCommand() *cobra.Command {
 	f.StringVar(&policy, "policy", "", "policy name: npa, dvfs, berth, or e.g. lr-mmt-1.2")
 	f.StringVar(&format, "format", "json", "output format: json or table")
 	f.Uint64Var(&seed, "seed", 1, "seed for random choices (RS selection)")
+	f.BoolVar(&keepIdle, "keep-idle-vms", false, "keep VMs whose CPU demand drops to 0 (CloudSim destroys them)")
+	f.Float64Var(&tickOffset, "tick-offset", 0, "seconds after each sample point at which ticks read the traces (0.1: CloudSim 3.0.3)")
 	return cmd
 }
 

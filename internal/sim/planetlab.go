@@ -15,6 +15,11 @@ const (
 	HostCount     = 800
 	HostRAM       = 4096 // MB
 	MigrationMBps = 62.5 // half of 1 Gbit/s, in MB/s
+	// CloudSim303TickOffset is how much later than the sample points the
+	// ticks of CloudSim 3.0.3 fall (300.1, 600.1, ...: the cloudlets are
+	// submitted after the 0.1 s minimum delay between events). See
+	// Policy.TickOffset.
+	CloudSim303TickOffset = 0.1
 )
 
 // hostType is one of the two server models.
@@ -35,16 +40,20 @@ var vmTypes = [4]struct{ mips, ram int }{
 
 // Result is one simulated day.
 type Result struct {
-	Policy  string
-	Hosts   int
-	VMs     int
-	Metrics sched.Metrics
+	Policy string
+	Hosts  int
+	VMs    int
+	// Destroyed counts the VMs CloudSim's datacenter removed because they
+	// asked for no CPU (0 with Policy.KeepIdleVMs).
+	Destroyed int
+	Metrics   sched.Metrics
 }
 
 type simVM struct {
 	mips, ram  float64
 	data       [SamplesPerDay + 1]float64 // utilisation fractions; data[288] = data[287]
-	host, to   int                        // to: migration target or -1
+	host, to   int                        // to: (last) migration target or -1
+	inflight   int                        // migrations under way (CloudSim can run two at once)
 	demand     float64
 	alloc      float64
 	hist       [sched.HistoryLength]float64
@@ -53,6 +62,8 @@ type simVM struct {
 	memRes     bool
 	meter      sched.WorkloadMeter
 	migrations int
+	// gone: destroyed because it asked for no CPU (see Policy.KeepIdleVMs).
+	gone bool
 }
 
 type simHost struct {
@@ -76,6 +87,7 @@ type simulator struct {
 	last    float64
 	migr    int
 	pending []pendingMigration
+	removed int // VMs destroyed by destroyIdle
 	seq     uint64
 	snap    sched.Snapshot
 	dem     []float64
@@ -92,9 +104,19 @@ func RunPlanetLab(traces []Trace, pol Policy) (Result, error) {
 	if err := s.initialPlacement(); err != nil {
 		return Result{}, err
 	}
-	s.setDemand(0)
-	s.updateAll(0, false)
-	s.sampleHistory()
+	// CloudSim reserves a VM's RAM only while it is being created. The first
+	// optimizeAllocation destroys and re-creates every VM (restoreAllocation),
+	// and a created VM asks for 0 RAM (UtilizationModelNull), so from then on
+	// RAM never limits a placement; during that first round the VMs being
+	// placed ask for 0 too. So the reservations end here.
+	for i := range s.vms {
+		s.vms[i].memRes = false
+	}
+	// Nothing is metered at time 0. CloudSim's first host update is the first
+	// scheduling tick: until then every host's utilisation, and so its
+	// "previous" utilisation for the first energy interval, is 0 (that
+	// interval adds no energy except under NPA, which charges maximum power
+	// regardless), and PowerVm records its first history sample there.
 	ticks := int(DaySeconds / Interval)
 	for k := 1; k <= ticks; k++ {
 		t := float64(k) * Interval
@@ -102,6 +124,7 @@ func RunPlanetLab(traces []Trace, pol Policy) (Result, error) {
 		s.setDemand(t)
 		s.updateAll(t, true)
 		s.sampleHistory()
+		s.destroyIdle()
 		// CloudSim stops before processing the tick at the simulation limit,
 		// so the last consolidation runs one interval before the end.
 		if k < ticks && pol.Kind == Migration {
@@ -116,7 +139,7 @@ func RunPlanetLab(traces []Trace, pol Policy) (Result, error) {
 	for i := range s.vms {
 		vm[i] = s.vms[i].meter
 	}
-	return Result{Policy: pol.Name, Hosts: len(s.hosts), VMs: len(s.vms),
+	return Result{Policy: pol.Name, Hosts: len(s.hosts), VMs: len(s.vms), Destroyed: s.removed,
 		Metrics: sched.Summarize(s.energy, hm, vm, s.migr)}, nil
 }
 
@@ -211,7 +234,10 @@ func (s *simulator) nextSeq() uint64 { s.seq++; return s.seq }
 
 func (s *simulator) setDemand(t float64) {
 	for i := range s.vms {
-		s.vms[i].demand = s.vms[i].utilAt(t) * s.vms[i].mips
+		if s.vms[i].gone {
+			continue
+		}
+		s.vms[i].demand = s.vms[i].utilAt(min(t+s.pol.TickOffset, DaySeconds)) * s.vms[i].mips
 	}
 }
 
@@ -255,7 +281,7 @@ func (s *simulator) updateHost(h int, t float64) {
 		v := &s.vms[vi]
 		s.dem[i] = v.demand
 		switch {
-		case v.to == h:
+		case v.host != h: // listed here, running elsewhere
 			s.role[i] = sched.MigratingIn
 		case v.to >= 0:
 			s.role[i] = sched.MigratingOut
@@ -285,6 +311,9 @@ func (s *simulator) updateHost(h int, t float64) {
 func (s *simulator) sampleHistory() {
 	for i := range s.vms {
 		v := &s.vms[i]
+		if v.gone {
+			continue
+		}
 		u := v.demand / v.mips
 		copy(v.hist[1:], v.hist[:len(v.hist)-1])
 		v.hist[0] = u
@@ -316,12 +345,17 @@ func (s *simulator) consolidate(t float64, epoch uint64) {
 // startMigration is PowerDatacenter's migration start plus
 // Host.addMigratingInVm: the target reserves 10% of the VM's demand, both
 // hosts are updated, and completion is scheduled RAM ÷ bandwidth later.
+// A VM that a CloudSim plan moves twice in one round (see
+// sched.ConsolidationPolicy.CloudSimUnderload) migrates to both targets at
+// once; both are counted, the completions run in plan order, and it ends on
+// the last target.
 func (s *simulator) startMigration(vi, to int, t float64) {
 	v := &s.vms[vi]
-	if v.to >= 0 || v.host == to {
+	if v.host == to || slices.Contains(s.hosts[to].vms, vi) {
 		return
 	}
 	v.to = to
+	v.inflight++
 	s.hosts[to].vms = append(s.hosts[to].vms, vi)
 	s.migr++
 	v.migrations++
@@ -350,13 +384,41 @@ func (s *simulator) completeMigrations(t float64) {
 		tc := s.pending[i].end
 		s.setDemand(tc)
 		s.updateAll(tc, true)
+		s.destroyIdle()
 		for i < len(s.pending) && s.pending[i].end == tc {
 			s.finish(s.pending[i])
 			i++
 		}
 		s.updateAll(tc, false)
+		s.destroyIdle()
 	}
 	s.pending = append(s.pending[:0], s.pending[i:]...)
+}
+
+// destroyIdle is the "Remove completed VMs" step that ends every CloudSim
+// datacenter update (PowerDatacenter.updateCloudetProcessingWithoutScheduling
+// FutureEventsForce): HostDynamicWorkload.getCompletedVms reports every VM
+// that is not migrating and requests 0 MIPS, and the datacenter deallocates
+// it for good. A PlanetLab VM therefore disappears the first time its trace
+// is 0 at an update: at its first zero sample, or with CloudSim 3.0.3's tick
+// offset at its first two zero samples in a row.
+// Its meters stop there, which is how CloudSim's metrics see it too.
+func (s *simulator) destroyIdle() {
+	if s.pol.KeepIdleVMs {
+		return
+	}
+	for i := range s.vms {
+		v := &s.vms[i]
+		if v.gone || v.host < 0 || v.to >= 0 || v.demand != 0 {
+			continue
+		}
+		h := &s.hosts[v.host]
+		if j := slices.Index(h.vms, i); j >= 0 {
+			h.vms = slices.Delete(h.vms, j, j+1)
+		}
+		v.host, v.gone = -1, true
+		s.removed++
+	}
 }
 
 func (s *simulator) finish(m pendingMigration) {
@@ -370,7 +432,10 @@ func (s *simulator) finish(m pendingMigration) {
 		dst.vms = slices.Delete(dst.vms, j, j+1)
 	}
 	dst.vms = append(dst.vms, m.vm) // re-created at the end of the list
-	v.host, v.to = m.to, -1
+	v.host = m.to
+	if v.inflight--; v.inflight == 0 {
+		v.to = -1
+	}
 	v.since = s.nextSeq()
 	v.memRes = false // a migrated VM's RAM request is 0 (UtilizationModelNull)
 }

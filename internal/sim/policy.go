@@ -27,6 +27,20 @@ type Policy struct {
 	Kind PolicyKind
 	// Consolidation is set for Migration policies.
 	Consolidation sched.ConsolidationPolicy
+	// KeepIdleVMs keeps VMs that ask for no CPU. CloudSim destroys them: at
+	// every datacenter update it deallocates each non-migrating VM whose
+	// requested MIPS is 0, as if it had finished, so PlanetLab VMs vanish at
+	// their first pair of zero samples. The simulator does the same unless
+	// this is set.
+	KeepIdleVMs bool
+	// TickOffset (seconds, 0 ≤ x < Interval) is how long after each sample
+	// point the scheduling tick reads the traces. 0 is the CloudSim of the
+	// paper's time (the commit that added the PlanetLab data, January 2012:
+	// ticks at 300, 600, ...; PowerVm records history when the time is a
+	// multiple of 300), and it reproduces CCPE12 Table V. CloudSim 3.0.3 ticks
+	// 0.1 s later (CloudSim303TickOffset), so a single zero sample leaves a
+	// trickle of demand and a VM is destroyed only at two zeros in a row.
+	TickOffset float64
 }
 
 // BerthPolicy is berth's recommended consolidation policy. Its parameters
@@ -86,7 +100,9 @@ func ParsePolicy(name string, seed uint64) (Policy, error) {
 		return Policy{}, policyErr(name, err.Error())
 	}
 	p.Kind = Migration
-	p.Consolidation = sched.ConsolidationPolicy{Detector: det, Selector: sel, Seed: seed}
+	// PABFD prices hosts, and the underload phase picks its sources, as
+	// CloudSim does (see sched.ConsolidationPolicy).
+	p.Consolidation = sched.ConsolidationPolicy{Detector: det, Selector: sel, Seed: seed, CloudSimPower: true, CloudSimUnderload: true}
 	return p, nil
 }
 

@@ -280,7 +280,10 @@ func FuzzParsePolicy(f *testing.F) {
 func TestDVFSOneVMByHand(t *testing.T) {
 	// One 2500-MIPS VM at a constant 50%: it cannot go on a G4 (1860-MIPS
 	// cores), so first fit puts it on host 1, a G5 (5320 MIPS). Utilisation
-	// 1250/5320 = 0.23496; P = 101 + 0.4·(23.496 − 20) = 102.3985 W for 24 h.
+	// 1250/5320 = 0.23496; P = 101 + 0.4·(23.496 − 20) = 102.3985 W from the
+	// first tick (300 s) to the end of the day: nothing is metered before the
+	// first tick, so the first interval starts from utilisation 0 and adds
+	// nothing, as in CloudSim.
 	dir := t.TempDir()
 	vals := make([]int, SamplesPerDay)
 	for i := range vals {
@@ -289,22 +292,26 @@ func TestDVFSOneVMByHand(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "only"), []byte(traceText(vals)), 0o644)
 	r := run(t, dir, "dvfs")
 	u := 1250.0 / 5320
-	want := (101 + 0.4*(u*100-20)) * 86400 / 3.6e6
+	want := (101 + 0.4*(u*100-20)) * (86400 - 300) / 3.6e6
 	if math.Abs(r.Metrics.EnergyKWh-want) > 1e-9 || r.Metrics.SLATAH != 0 {
 		t.Fatalf("energy %v kWh, want %v; %+v", r.Metrics.EnergyKWh, want, r.Metrics)
 	}
 }
 
-// TestOneMigrationByHand follows two VMs through a THR-MMT-0.8 day.
-// There are 2 files, so block = 1: VM 0 is type 0 (2500 MIPS, 870 MB) at a
-// constant 20%, and VM 1 is type 1 (2000 MIPS, 1740 MB) at a constant 10%.
-// Initial PABFD puts each on its own G5 (hosts 1 and 3; every host still
-// looks idle). At t = 300 the underload phase empties host 3: VM 1 (200 MIPS)
-// moves to host 1 in 1740/62.5 = 27.84 s. After that, host 1 is the only
-// active host and nothing moves again.
+// TestOneMigrationByHand follows three VMs through a THR-MMT-0.8 day.
+// There are 3 files, so block = 1: VM 0 is type 0 (2500 MIPS, 870 MB) at a
+// constant 20%, VM 1 type 1 (2000 MIPS, 1740 MB) at 10%, VM 2 type 2 (1000
+// MIPS, 1740 MB) at 10%. At creation no host has been metered, so PABFD's
+// power difference does not depend on what a host already holds: every VM
+// goes to the first suitable host of the cheaper type, a G5 (G4 cores are too
+// small for VMs 0 and 1, and 1000 MIPS costs 6.8 W on a G5 against 9.0 W on
+// a G4). VMs 0 and 1 share host 1; VM 2 no longer fits there (820 MIPS
+// left) and goes to host 3. At t = 300 the underload phase empties host 3:
+// VM 2 (100 MIPS) moves to host 1, the only active host left, in
+// 1740/62.5 = 27.84 s. After that nothing moves again.
 func TestOneMigrationByHand(t *testing.T) {
 	dir := t.TempDir()
-	for name, u := range map[string]int{"a": 20, "b": 10} {
+	for name, u := range map[string]int{"a": 20, "b": 10, "c": 10} {
 		vals := make([]int, SamplesPerDay)
 		for i := range vals {
 			vals[i] = u
@@ -314,19 +321,21 @@ func TestOneMigrationByHand(t *testing.T) {
 	r := run(t, dir, "thr-mmt-0.8")
 	m := r.Metrics
 	const mt = 1740 / 62.5
+	const day = 86400 - 300 // metered time: from the first tick on
 	if m.Migrations != 1 {
 		t.Fatalf("migrations = %d, want 1", m.Migrations)
 	}
-	// PDM: 10% of 200 MIPS for 27.84 s over (500 + 200) MIPS for a day.
-	if want := 20 * mt / (700 * 86400); math.Abs(m.PDM-want) > 1e-15 {
+	// PDM: 10% of 100 MIPS for 27.84 s over (500 + 200 + 100) MIPS.
+	if want := 10 * mt / (800 * day); math.Abs(m.PDM-want) > 1e-15 {
 		t.Errorf("PDM = %v, want %v", m.PDM, want)
 	}
-	// SLATAH: host 1 asks for 700 but gets 500 + 20 during the migration;
+	// SLATAH: host 1 asks for 800 but gets 700 + 10 during the migration;
 	// host 3 is active until the VM leaves.
-	if want := mt / (86400 + 300 + mt); math.Abs(m.SLATAH-want) > 1e-15 {
+	if want := mt / (day + mt); math.Abs(m.SLATAH-want) > 1e-15 {
 		t.Errorf("SLATAH = %v, want %v", m.SLATAH, want)
 	}
 	// Energy, G5 table: P(u) = 93.7 + 33u below 10%, 97 + 40(u − 0.1) to 20%.
+	// The first interval adds nothing (no host was metered at time 0).
 	p := func(mips float64) float64 {
 		u := mips / 5320
 		if u <= 0.1 {
@@ -334,8 +343,106 @@ func TestOneMigrationByHand(t *testing.T) {
 		}
 		return 97 + 40*(u-0.1)
 	}
-	j := p(500)*300 + p(520)*mt + p(700)*(86400-300-mt) + p(200)*(300+mt)
+	j := p(710)*mt + p(100)*mt + p(800)*(day-mt)
 	if want := j / 3.6e6; math.Abs(m.EnergyKWh-want) > 1e-9 {
 		t.Errorf("energy = %v kWh, want %v", m.EnergyKWh, want)
+	}
+}
+
+// TestIdleVMDestroyedByHand: CloudSim deallocates a VM for good at the first
+// update where it asks for 0 MIPS. One 2500-MIPS VM at 50% goes on a G5
+// (first fit: host 1); samples 50, 100 and 101 are 0. With ticks at the
+// sample points (the default) the VM is destroyed at t = 15000. With
+// CloudSim 3.0.3's ticks 0.1 s later, sample 50 alone leaves a trickle of
+// demand (0.1/300 of the way to sample 51) and the VM lasts until the two
+// zeros at t = 30000. Either way its host draws nothing afterwards.
+func TestIdleVMDestroyedByHand(t *testing.T) {
+	dir := t.TempDir()
+	vals := make([]int, SamplesPerDay)
+	for i := range vals {
+		vals[i] = 50
+	}
+	vals[50], vals[100], vals[101] = 0, 0, 0
+	os.WriteFile(filepath.Join(dir, "only"), []byte(traceText(vals)), 0o644)
+	traces, err := LoadDay(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g5 := func(mips float64) float64 { // G5 table below 10% and from 20% to 30%
+		u := mips / 5320
+		if u < 0.1 {
+			return 93.7 + 33*u
+		}
+		return 101 + 40*(u-0.2)
+	}
+	for _, tc := range []struct {
+		offset float64
+		last   int // tick at which the VM is destroyed
+	}{{0, 50}, {CloudSim303TickOffset, 100}} {
+		pol, _ := ParsePolicy("dvfs", 1)
+		pol.TickOffset = tc.offset
+		r, err := RunPlanetLab(traces, pol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Destroyed != 1 {
+			t.Fatalf("offset %v: destroyed = %d, want 1", tc.offset, r.Destroyed)
+		}
+		demand := func(k int) float64 { // read tc.offset seconds after tick k
+			a, b := float64(vals[k])/100, float64(vals[min(k+1, SamplesPerDay-1)])/100
+			return (a + (b-a)*tc.offset/300) * 2500
+		}
+		var j float64
+		for k := 1; k < tc.last; k++ { // intervals [k, k+1] with k+1 ≤ last
+			j += (g5(demand(k)) + g5(demand(k+1))) / 2 * 300
+		}
+		if want := j / 3.6e6; math.Abs(r.Metrics.EnergyKWh-want) > 1e-9 {
+			t.Fatalf("offset %v: energy = %v kWh, want %v", tc.offset, r.Metrics.EnergyKWh, want)
+		}
+		pol.KeepIdleVMs = true
+		kept, err := RunPlanetLab(traces, pol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kept.Destroyed != 0 || kept.Metrics.EnergyKWh < 2*r.Metrics.EnergyKWh {
+			t.Fatalf("offset %v, KeepIdleVMs: destroyed %d, energy %v kWh (destroying: %v)",
+				tc.offset, kept.Destroyed, kept.Metrics.EnergyKWh, r.Metrics.EnergyKWh)
+		}
+	}
+}
+
+// TestDoubleMigration: a CloudSim plan can move a VM twice in one round (see
+// sched.ConsolidationPolicy.CloudSimUnderload). Both migrations run at once
+// and are counted; the VM ends on the second target and the first is left
+// empty.
+func TestDoubleMigration(t *testing.T) {
+	var vals [SamplesPerDay]uint8
+	for i := range vals {
+		vals[i] = 20
+	}
+	pol, _ := ParsePolicy("thr-mmt-0.8", 1)
+	s := &simulator{pol: pol}
+	s.setup([]Trace{{Name: "only", Samples: vals}})
+	if err := s.initialPlacement(); err != nil {
+		t.Fatal(err)
+	}
+	v := &s.vms[0]
+	src := v.host
+	s.setDemand(300)
+	s.updateAll(300, true)
+	s.startMigration(0, 3, 300)
+	s.startMigration(0, 5, 300)
+	s.startMigration(0, 5, 300) // already on its way there: ignored
+	if s.migr != 2 || v.to != 5 || !slices.Contains(s.hosts[3].vms, 0) || !slices.Contains(s.hosts[5].vms, 0) {
+		t.Fatalf("after start: migrations %d, to %d, host 3 %v, host 5 %v", s.migr, v.to, s.hosts[3].vms, s.hosts[5].vms)
+	}
+	// Each target reserves 10% of the 500-MIPS demand; the source delivers
+	// 90% and counts it at 100%.
+	if s.hosts[3].util != 50 || s.hosts[5].util != 50 || s.hosts[src].util != 500 {
+		t.Fatalf("utilisation: source %v, targets %v %v", s.hosts[src].util, s.hosts[3].util, s.hosts[5].util)
+	}
+	s.completeMigrations(600)
+	if v.host != 5 || v.to != -1 || len(s.hosts[src].vms) != 0 || len(s.hosts[3].vms) != 0 || !slices.Equal(s.hosts[5].vms, []int{0}) {
+		t.Fatalf("after completion: host %d, to %d, lists %v %v %v", v.host, v.to, s.hosts[src].vms, s.hosts[3].vms, s.hosts[5].vms)
 	}
 }

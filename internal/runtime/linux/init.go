@@ -76,6 +76,15 @@ func (ip *initProc) run() error {
 		if _, err := unix.Setsid(); err != nil {
 			return fmt.Errorf("setsid: %w", err)
 		}
+		if !cfg.NoNewKeyring {
+			// A fresh session keyring, so the container cannot reach the keys of the session
+			// that created it. Kernels without keyrings, and user namespaces that may not
+			// create one, go without (as with runc).
+			if _, err := unix.KeyctlJoinSessionKeyring("_ses." + cfg.ID); err != nil &&
+				!errors.Is(err, unix.ENOSYS) && !(isUserNS() && (errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM))) {
+				return fmt.Errorf("join session keyring: %w", err)
+			}
+		}
 		if cfg.UnshareCgroupNS {
 			if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
 				return fmt.Errorf("unshare cgroup namespace: %w", err)
@@ -109,12 +118,6 @@ func (ip *initProc) run() error {
 		}
 		if err := setupConsole(fdConsole, p.ConsoleSize, false); err != nil {
 			return err
-		}
-	}
-	for _, rl := range p.Rlimits {
-		lim := syscall.Rlimit{Cur: rl.Soft, Max: rl.Hard}
-		if err := syscall.Setrlimit(rlimitTypes[rl.Type], &lim); err != nil {
-			return fmt.Errorf("setrlimit %s: %w", rl.Type, err)
 		}
 	}
 	cwd := p.Cwd
@@ -169,9 +172,21 @@ func (ip *initProc) run() error {
 // capability sets, seccomp last when no_new_privs allows it) and execs the process.
 func finalizeAndExec(sp *specs.Spec, path string) error {
 	p := sp.Process
-	var sc *specs.LinuxSeccomp
-	if sp.Linux != nil {
-		sc = sp.Linux.Seccomp
+	var filter *seccompProgram
+	if sp.Linux != nil && sp.Linux.Seccomp != nil {
+		var err error
+		if filter, err = compileSeccomp(sp.Linux.Seccomp); err != nil {
+			return err
+		}
+	}
+	loadFilter := func() error { return filter.load() }
+	// Rlimits go on as late as possible: limits such as RLIMIT_AS or RLIMIT_DATA meant for the
+	// user's process would otherwise starve this Go process (and libseccomp) first.
+	for _, rl := range p.Rlimits {
+		lim := syscall.Rlimit{Cur: rl.Soft, Max: rl.Hard}
+		if err := syscall.Setrlimit(rlimitTypes[rl.Type], &lim); err != nil {
+			return fmt.Errorf("setrlimit %s: %w", rl.Type, err)
+		}
 	}
 	if p.NoNewPrivileges {
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
@@ -179,8 +194,8 @@ func finalizeAndExec(sp *specs.Spec, path string) error {
 		}
 	}
 	// Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which is about to go.
-	if sc != nil && !p.NoNewPrivileges {
-		if err := loadSeccomp(sc); err != nil {
+	if filter != nil && !p.NoNewPrivileges {
+		if err := loadFilter(); err != nil {
 			return err
 		}
 	}
@@ -203,8 +218,8 @@ func finalizeAndExec(sp *specs.Spec, path string) error {
 	if err := caps.Apply(capability.CAPS | capability.AMBS); err != nil {
 		return fmt.Errorf("apply capabilities: %w", err)
 	}
-	if sc != nil && p.NoNewPrivileges {
-		if err := loadSeccomp(sc); err != nil {
+	if filter != nil && p.NoNewPrivileges {
+		if err := loadFilter(); err != nil {
 			return err
 		}
 	}

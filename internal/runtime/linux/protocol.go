@@ -35,6 +35,8 @@ type initConfig struct {
 	NewUTSNS bool `json:"newUTSNS,omitempty"`
 	// UnshareCgroupNS asks the child for a new cgroup namespace once it sits in its cgroup.
 	UnshareCgroupNS bool `json:"unshareCgroupNS,omitempty"`
+	// NoNewKeyring keeps the creator's session keyring instead of joining a fresh one.
+	NoNewKeyring bool `json:"noNewKeyring,omitempty"`
 	// Cgroup lets the child mount its own cgroup directories at /sys/fs/cgroup on v1.
 	Cgroup cgroupState `json:"cgroup"`
 }

@@ -42,6 +42,9 @@ type CreateOpts struct {
 	PidFile string
 	// Stdio are the init's stdin, stdout and stderr; nil entries mean the caller's own.
 	Stdio [3]*os.File
+	// NoNewKeyring keeps the caller's session keyring (runc's --no-new-keyring); by default the
+	// container joins a fresh one so it cannot reach keys of the session that created it.
+	NoNewKeyring bool
 }
 
 // ExecOpts are the optional inputs of Exec; fields mean the same as in CreateOpts.
@@ -271,9 +274,11 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, opts CreateOpts
 	if err != nil {
 		return err
 	}
-	newMount := plan.cloneFlags&unix.CLONE_NEWNS != 0
+	// The rootfs is set up in the container's own mount namespace, new or joined by path (as
+	// runc does). Without one the mounts would land in the host's namespace: refused.
+	newMount := plan.cloneFlags&unix.CLONE_NEWNS != 0 || plan.joinMount
 	if !newMount {
-		return fmt.Errorf("config: a new mount namespace is required: %w", errdefs.ErrInvalidArgument)
+		return fmt.Errorf("config: a mount namespace is required: %w", errdefs.ErrInvalidArgument)
 	}
 	if sp.Process.Terminal && opts.ConsoleSocket == "" {
 		return fmt.Errorf("process.terminal is set but no console socket was given: %w", errdefs.ErrInvalidArgument)
@@ -370,7 +375,7 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, opts CreateOpts
 		Mode: initModeCreate, ID: id, Spec: sp, Rootfs: rootfs, Bundle: bundle,
 		Console: opts.ConsoleSocket != "", NewMountNS: newMount,
 		NewUTSNS:        plan.cloneFlags&unix.CLONE_NEWUTS != 0,
-		UnshareCgroupNS: plan.unshareCgns, Cgroup: cs,
+		UnshareCgroupNS: plan.unshareCgns, Cgroup: cs, NoNewKeyring: opts.NoNewKeyring,
 	}
 	if err := ch.enc.Encode(cfg); err != nil {
 		return fmt.Errorf("send config to container init: %w", err)
@@ -410,12 +415,16 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, opts CreateOpts
 	if err != nil {
 		return fmt.Errorf("read init start time: %w", err)
 	}
+	initExe, err := exeID(ch.pid)
+	if err != nil {
+		return fmt.Errorf("read init executable: %w", err)
+	}
 	owner := ""
 	if u, err := user.Current(); err == nil {
 		owner = u.Username
 	}
 	st := &containerState{ID: id, Bundle: bundle, Rootfs: rootfs, Pid: ch.pid, StartTime: start,
-		Created: time.Now().UTC(), Owner: owner, Annotations: sp.Annotations, Cgroup: cs}
+		Created: time.Now().UTC(), Owner: owner, Annotations: sp.Annotations, Cgroup: cs, InitExe: initExe}
 	if err := r.save(st); err != nil {
 		return err
 	}
@@ -498,6 +507,19 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	}
 	if err := os.Remove(fifo); err != nil {
 		return fmt.Errorf("remove exec fifo: %w", err)
+	}
+	// Return once the user's process runs, not while the init is still dropping privileges:
+	// a signal sent right after start must reach the user's process, not the init.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		id, err := exeID(st.Pid)
+		if err != nil || id != st.InitExe || !st.alive() {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
 	}
 	if sp, err := r.loadSpec(id); err == nil && sp.Hooks != nil {
 		state := specs.State{Version: specs.Version, ID: id, Status: specs.StateRunning, Pid: st.Pid, Bundle: st.Bundle, Annotations: st.Annotations}

@@ -284,15 +284,15 @@ func TestPauseResumeExecKill(t *testing.T) {
 	}
 }
 
-func TestConsoleSocket(t *testing.T) {
-	c := newCtr(t, "sh", "-c", "test -t 0 && echo tty-ok")
-	c.spec.Process.Terminal = true
+// consoleListener listens on a unix socket and delivers the first pty master sent to it.
+func consoleListener(t *testing.T) (string, <-chan *os.File) {
+	t.Helper()
 	sock := filepath.Join(t.TempDir(), "console.sock")
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	t.Cleanup(func() { l.Close() })
 	got := make(chan *os.File, 1)
 	go func() {
 		conn, err := l.AcceptUnix()
@@ -319,6 +319,27 @@ func TestConsoleSocket(t *testing.T) {
 		}
 		got <- os.NewFile(uintptr(fds[0]), "pty-master")
 	}()
+	return sock, got
+}
+
+// readUntil reads from a pty master until want shows up or the slave side is gone.
+func readUntil(master *os.File, want string) string {
+	var out bytes.Buffer
+	buf := make([]byte, 256)
+	for !strings.Contains(out.String(), want) {
+		n, err := master.Read(buf)
+		out.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	return out.String()
+}
+
+func TestConsoleSocket(t *testing.T) {
+	c := newCtr(t, "sh", "-c", "test -t 0 && echo tty-ok; sleep 100")
+	c.spec.Process.Terminal = true
+	sock, got := consoleListener(t)
 	c.create(CreateOpts{ConsoleSocket: sock})
 	master := <-got
 	if master == nil {
@@ -330,21 +351,33 @@ func TestConsoleSocket(t *testing.T) {
 	if err := c.rt.Start(ctx, c.id); err != nil {
 		t.Fatal(err)
 	}
-	code, err := WaitPid(st.Pid)
-	if err != nil || code != 0 {
+	if out := readUntil(master, "tty-ok"); !strings.Contains(out, "tty-ok") {
+		t.Fatalf("console output %q", out)
+	}
+	// An exec'd process with its own terminal, as `docker exec -it` needs.
+	esock, egot := consoleListener(t)
+	p := *c.spec.Process
+	p.Args = []string{"sh", "-c", "test -t 1 && echo exec-tty-ok"}
+	pid, err := c.rt.Exec(ctx, c.id, p, ExecOpts{ConsoleSocket: esock})
+	if err != nil {
+		t.Fatalf("exec: %v", err)
+	}
+	emaster := <-egot
+	if emaster == nil {
+		t.Fatal("no pty master for the exec")
+	}
+	defer emaster.Close()
+	if out := readUntil(emaster, "exec-tty-ok"); !strings.Contains(out, "exec-tty-ok") {
+		t.Fatalf("exec console output %q", out)
+	}
+	if code, err := WaitPid(pid); err != nil || code != 0 {
+		t.Fatalf("exec exit %d %v", code, err)
+	}
+	if err := c.rt.Kill(ctx, c.id, syscall.SIGKILL, true); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := WaitPid(st.Pid); err != nil || code != 128+9 {
 		t.Fatalf("exit %d %v", code, err)
-	}
-	var out bytes.Buffer
-	buf := make([]byte, 256)
-	for !strings.Contains(out.String(), "tty-ok") {
-		n, err := master.Read(buf)
-		out.Write(buf[:n])
-		if err != nil {
-			break
-		}
-	}
-	if !strings.Contains(out.String(), "tty-ok") {
-		t.Fatalf("console output %q", out.String())
 	}
 }
 
@@ -379,5 +412,18 @@ func TestUserNamespace(t *testing.T) {
 	out, code := c.run()
 	if code != 0 || strings.TrimSpace(out) != "uid=0 map=0 100000 65536" {
 		t.Fatalf("exit %d, output %q", code, out)
+	}
+}
+
+func TestSeccompRule(t *testing.T) {
+	c := newCtr(t, "sh", "-c", "mkdir /tmp/x 2>&1; echo rc=$?")
+	eperm := uint(1)
+	c.spec.Linux.Seccomp = &specs.LinuxSeccomp{
+		DefaultAction: specs.ActAllow,
+		Syscalls:      []specs.LinuxSyscall{{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActErrno, ErrnoRet: &eperm}},
+	}
+	out, _ := c.run()
+	if !strings.Contains(out, "Operation not permitted") || !strings.Contains(out, "rc=1") {
+		t.Fatalf("mkdir not blocked by seccomp: %q", out)
 	}
 }

@@ -1,13 +1,19 @@
 package linux
 
 import (
+	"encoding/binary"
 	"fmt"
+	"io"
+	"os"
+	"runtime"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	profiles "github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	libseccomp "github.com/seccomp/libseccomp-golang"
+	"golang.org/x/sys/unix"
 )
 
 // DefaultCapabilities is Docker's default capability set for a container process.
@@ -98,20 +104,6 @@ func buildSeccomp(s *specs.LinuxSeccomp) (*libseccomp.ScmpFilter, error) {
 			return nil, fmt.Errorf("seccomp add architecture %q: %w", a, err)
 		}
 	}
-	for _, fl := range s.Flags {
-		switch fl {
-		case specs.LinuxSeccompFlagLog:
-			err = f.SetLogBit(true)
-		case specs.LinuxSeccompFlagSpecAllow:
-			err = f.SetSSB(true)
-		case specs.LinuxSeccompFlagWaitKillableRecv:
-		default:
-			err = fmt.Errorf("unsupported flag %q", fl)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("seccomp flag %q: %w", fl, err)
-		}
-	}
 	for _, sc := range s.Syscalls {
 		act, err := seccompAction(sc.Action, sc.ErrnoRet)
 		if err != nil {
@@ -168,15 +160,71 @@ func buildSeccomp(s *specs.LinuxSeccomp) (*libseccomp.ScmpFilter, error) {
 	return f, nil
 }
 
-// loadSeccomp builds and installs the filter on the calling thread.
-func loadSeccomp(s *specs.LinuxSeccomp) error {
+// seccompProgram is a compiled filter, ready to install without allocating: by the time it is
+// loaded the process may run under the container's rlimits (RLIMIT_AS, RLIMIT_DATA), where
+// libseccomp's own loader can fail for lack of memory.
+type seccompProgram struct {
+	insns []unix.SockFilter
+	flags uintptr
+}
+
+func compileSeccomp(s *specs.LinuxSeccomp) (*seccompProgram, error) {
+	var flags uintptr
+	for _, fl := range s.Flags {
+		switch fl {
+		case specs.LinuxSeccompFlagLog:
+			flags |= unix.SECCOMP_FILTER_FLAG_LOG
+		case specs.LinuxSeccompFlagSpecAllow:
+			flags |= unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW
+		case specs.LinuxSeccompFlagWaitKillableRecv:
+		default:
+			return nil, fmt.Errorf("seccomp: unsupported flag %q", fl)
+		}
+	}
 	f, err := buildSeccomp(s)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer f.Release()
-	if err := f.Load(); err != nil {
-		return fmt.Errorf("load seccomp filter: %w", err)
+	// ExportBPFMem needs libseccomp 2.6; a memfd works with every version.
+	fd, err := unix.MemfdCreate("seccomp-bpf", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("compile seccomp filter: memfd: %w", err)
+	}
+	mf := os.NewFile(uintptr(fd), "seccomp-bpf")
+	defer mf.Close()
+	if err := f.ExportBPF(mf); err != nil {
+		return nil, fmt.Errorf("compile seccomp filter: %w", err)
+	}
+	if _, err := mf.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("compile seccomp filter: %w", err)
+	}
+	raw, err := io.ReadAll(mf)
+	if err != nil {
+		return nil, fmt.Errorf("compile seccomp filter: %w", err)
+	}
+	const insnSize = 8 // struct sock_filter: u16 code, u8 jt, u8 jf, u32 k (native endian)
+	if len(raw) == 0 || len(raw)%insnSize != 0 || len(raw)/insnSize > 0xffff {
+		return nil, fmt.Errorf("compile seccomp filter: bad program length %d", len(raw))
+	}
+	p := &seccompProgram{flags: flags, insns: make([]unix.SockFilter, len(raw)/insnSize)}
+	for i := range p.insns {
+		b := raw[i*insnSize:]
+		p.insns[i] = unix.SockFilter{
+			Code: binary.NativeEndian.Uint16(b[0:2]), Jt: b[2], Jf: b[3],
+			K: binary.NativeEndian.Uint32(b[4:8]),
+		}
+	}
+	return p, nil
+}
+
+// load installs the filter on the calling thread (the thread that will exec).
+func (p *seccompProgram) load() error {
+	prog := unix.SockFprog{Len: uint16(len(p.insns)), Filter: &p.insns[0]}
+	_, _, errno := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, p.flags, uintptr(unsafe.Pointer(&prog)))
+	runtime.KeepAlive(p)
+	if errno != 0 {
+		return fmt.Errorf("load seccomp filter: %w", errno)
 	}
 	return nil
 }

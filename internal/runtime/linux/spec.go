@@ -43,6 +43,7 @@ type nsPlan struct {
 	unshareCgns  bool
 	join         []string
 	joinPID      bool
+	joinMount    bool
 	hasNewUserNS bool
 }
 
@@ -77,8 +78,11 @@ func planNamespaces(nss []specs.LinuxNamespace) (nsPlan, error) {
 	for _, t := range nsJoinOrder {
 		if path := seen[t]; path != "" {
 			p.join = append(p.join, fmt.Sprintf("%d:%s", namespaceFlags[t], path))
-			if t == specs.PIDNamespace {
+			switch t {
+			case specs.PIDNamespace:
 				p.joinPID = true
+			case specs.MountNamespace:
+				p.joinMount = true
 			}
 		}
 	}

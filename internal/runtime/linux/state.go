@@ -14,6 +14,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // containerState is persisted as <root>/<id>/state.json. It is written by Create and read by
@@ -28,6 +29,9 @@ type containerState struct {
 	Owner       string            `json:"owner"`
 	Annotations map[string]string `json:"annotations,omitempty"`
 	Cgroup      cgroupState       `json:"cgroup"`
+	// InitExe identifies the init binary (device, inode) so Start can tell when the user's
+	// process has replaced it.
+	InitExe [2]uint64 `json:"initExe"`
 }
 
 var idPattern = regexp.MustCompile(`^[\w+\-.]+$`)
@@ -168,3 +172,12 @@ func (r *Runtime) status(st *containerState) specs.ContainerState {
 
 // StatePaused is runc's extra status for a frozen container.
 const StatePaused specs.ContainerState = "paused"
+
+// exeID returns the (device, inode) of the executable of pid.
+func exeID(pid int) ([2]uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/"+strconv.Itoa(pid)+"/exe", &st); err != nil {
+		return [2]uint64{}, err
+	}
+	return [2]uint64{st.Dev, st.Ino}, nil
+}

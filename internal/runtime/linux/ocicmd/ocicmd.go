@@ -132,7 +132,7 @@ func createCmd(g *globals, run bool) *cobra.Command {
 			}
 			if run && !detach {
 				// The init is our child; forward signals to it and report its exit code.
-				if err := rt.Create(ctx, id, bundle, linux.CreateOpts{ConsoleSocket: consoleSocket, PidFile: pidFile}); err != nil {
+				if err := rt.Create(ctx, id, bundle, linux.CreateOpts{ConsoleSocket: consoleSocket, PidFile: pidFile, NoNewKeyring: noNewKeyring}); err != nil {
 					return g.fail(err)
 				}
 				st, err := rt.State(ctx, id)
@@ -162,7 +162,7 @@ func createCmd(g *globals, run bool) *cobra.Command {
 				}
 				os.Exit(code)
 			}
-			if err := rt.Create(ctx, id, bundle, linux.CreateOpts{ConsoleSocket: consoleSocket, PidFile: pidFile}); err != nil {
+			if err := rt.Create(ctx, id, bundle, linux.CreateOpts{ConsoleSocket: consoleSocket, PidFile: pidFile, NoNewKeyring: noNewKeyring}); err != nil {
 				return g.fail(err)
 			}
 			if run {
@@ -179,7 +179,7 @@ func createCmd(g *globals, run bool) *cobra.Command {
 	f.StringVar(&consoleSocket, "console-socket", "", "unix socket that receives the pty master (SCM_RIGHTS)")
 	f.StringVar(&pidFile, "pid-file", "", "file to write the init's PID to")
 	f.BoolVar(&noPivot, "no-pivot", false, "accepted for runc compatibility; berth always uses pivot_root")
-	f.BoolVar(&noNewKeyring, "no-new-keyring", false, "accepted for runc compatibility")
+	f.BoolVar(&noNewKeyring, "no-new-keyring", false, "keep the caller's session keyring")
 	f.IntVar(&preserveFDs, "preserve-fds", 0, "accepted for runc compatibility; must be 0")
 	if run {
 		f.BoolVarP(&detach, "detach", "d", false, "do not wait for the container")
