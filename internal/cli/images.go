@@ -186,7 +186,7 @@ func (c *cli) inspectObjects(cmd *cobra.Command, refs []string, format, typ stri
 				found = true
 			case client.IsErrConnectionFailed(err):
 				return err
-			case typ == "container" || !errdefs.IsNotFound(err):
+			case typ == "container" || !(errdefs.IsNotFound(err) || errdefs.IsNotImplemented(err)):
 				errs = append(errs, c.userError(err))
 				continue
 			}

@@ -213,6 +213,11 @@ func (r *Runtime) startChild(ctx context.Context, cloneFlags uintptr, sp *specs.
 		pidW.Close()
 		b, rerr := io.ReadAll(pidR)
 		werr := cmd.Wait()
+		if errors.Is(werr, syscall.ECHILD) {
+			// A subreaper caller (the shim reaps with wait4(-1)) may have collected the
+			// intermediate process first; the PID it sent over the pipe proves it succeeded.
+			werr = nil
+		}
 		pid, perr := strconv.Atoi(strings.TrimSpace(string(b)))
 		if rerr != nil || werr != nil || perr != nil || pid <= 0 {
 			parentSock.Close()
