@@ -122,8 +122,9 @@ func (s *Service) deleteTx(tx *bbolt.Tx, d *deletion, rec *imageRecord, p parsed
 	for _, n := range names {
 		refs = append(refs, n.ref)
 	}
-	if !isIDPrefix(rec.ID, ref) && p.named != nil {
-		// A name was given: remove it; the image goes only with its last name.
+	if p.byName {
+		// A name was given (a name wins over an ID prefix that happens to look the same, as in
+		// Docker): remove it; the image goes only with its last name.
 		if used && len(refs) == 1 && !force {
 			return errConflict("conflict: unable to remove repository reference %q (must force) - container is using its referenced image %s", ref, shortID(rec.ID))
 		}
