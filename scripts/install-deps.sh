@@ -12,6 +12,7 @@ pkgs=(
   xz-utils
   zstd
   pigz
+  skopeo           # interop checks of saved and loaded archives
   tar
   util-linux
   procps
