@@ -32,6 +32,11 @@ type Config struct {
 	Images     ImageBackend
 	Containers ContainerBackend
 	System     SystemBackend
+	Networks   NetworkBackend
+	Volumes    VolumeBackend
+	Commit     CommitBackend
+	Build      BuildBackend
+	DiskUsage  DiskUsageBackend
 	Events     *events.Bus
 	Logger     *slog.Logger
 	Version    string // berth's version, reported in /version and the Server header
@@ -147,10 +152,13 @@ func New(cfg Config) http.Handler {
 		{"POST /exec/{name}/start", s.execStart},
 		{"POST /exec/{name}/resize", s.execResize},
 		{"GET /exec/{name}/json", s.execInspect},
+		{"POST /build", s.build},
 	}
 	for _, e := range table {
 		s.routes = append(s.routes, parseRoute(e.pattern, e.h))
 	}
+	s.routes = append(s.routes, s.storageRoutes()...)
+	s.routes = append(s.routes, s.networkRoutes()...)
 	return s
 }
 

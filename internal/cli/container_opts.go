@@ -43,7 +43,13 @@ type containerOpts struct {
 	oomScoreAdj                               int
 	attach                                    []string
 	expose                                    []string
-	platform                                  string
+	// publish, publishAll, ip and aliases are -p, -P, --ip and --network-alias (network.go).
+	publish, aliases []string
+	publishAll       bool
+	ip               string
+	platform         string
+	// volumes, mounts and volumesFrom are -v, --mount and --volumes-from (volume_opts.go).
+	volumes, mounts, volumesFrom []string
 }
 
 func (o *containerOpts) addFlags(f *pflag.FlagSet) {
@@ -100,7 +106,12 @@ func (o *containerOpts) addFlags(f *pflag.FlagSet) {
 	f.IntVar(&o.oomScoreAdj, "oom-score-adj", 0, "Tune host's OOM preferences (-1000 to 1000)")
 	f.StringArrayVarP(&o.attach, "attach", "a", nil, "Attach to STDIN, STDOUT or STDERR")
 	f.StringArrayVar(&o.expose, "expose", nil, "Expose a port or a range of ports")
+	f.StringArrayVarP(&o.publish, "publish", "p", nil, "Publish a container's port(s) to the host")
+	f.BoolVarP(&o.publishAll, "publish-all", "P", false, "Publish all exposed ports to random ports")
+	f.StringVar(&o.ip, "ip", "", "IPv4 address (e.g., 172.30.100.104)")
+	f.StringArrayVar(&o.aliases, "network-alias", nil, "Add network-scoped alias for the container")
 	f.StringVar(&o.platform, "platform", "", "Set platform if server is multi-platform capable")
+	o.addVolumeFlags(f)
 }
 
 // parseSize accepts docker's sizes ("64m", "1g", "1024") for the named flag.
@@ -375,7 +386,28 @@ func (o *containerOpts) toConfig(image string, cmd []string, flags *pflag.FlagSe
 			hc.SecurityOpt[i] = "seccomp=" + string(b)
 		}
 	}
-	return cfg, hc, &network.NetworkingConfig{}, nil
+	if err := o.applyVolumes(cfg, hc); err != nil {
+		return nil, nil, nil, err
+	}
+	if len(o.publish) > 0 {
+		pm, ps, err := parsePublish(o.publish)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		hc.PortBindings = pm
+		if cfg.ExposedPorts == nil {
+			cfg.ExposedPorts = network.PortSet{}
+		}
+		for p := range ps {
+			cfg.ExposedPorts[p] = struct{}{}
+		}
+	}
+	hc.PublishAllPorts = o.publishAll
+	nc, err := o.networkingConfig(hc)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return cfg, hc, nc, nil
 }
 
 // stopTimeoutFlag is -t/--timeout of stop and restart; nil when not given.

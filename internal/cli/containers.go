@@ -38,6 +38,7 @@ func (c *cli) newContainerCommand() *cobra.Command {
 		c.newAttachCommand(), c.newExecCommand(), c.newPauseCommand(true), c.newPauseCommand(false),
 		c.newRenameCommand(), c.newUpdateCommand(), c.newCpCommand(), c.newDiffCommand(),
 		c.newExportCommand(), c.newContainerPruneCommand(), c.newContainerInspectCommand(),
+		c.newCommitCommand(),
 	)
 	return cmd
 }

@@ -157,6 +157,11 @@ func (c *cli) newRootCommand() *cobra.Command {
 		c.newImageCommand(),
 		c.newInspectCommand(),
 		c.newContainerCommand(),
+		c.newNetworkCommand(),
+		c.newPortCommand(),
+		c.newVolumeCommand(),
+		c.newCommitCommand(),
+		c.newBuildCommand(),
 		sim.NewCommand(),
 		ocicmd.NewCommand(),
 	)

@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/berth-dev/berth/internal/runtime/linux"
 	"github.com/berth-dev/berth/internal/shim"
@@ -20,6 +22,11 @@ import (
 // serves until the container exits. main calls it before building the CLI's command tree: a
 // shim lives as long as its container, and everything it allocates stays resident.
 func ShimMain(args []string) int {
+	// No collection during setup, which allocates a few MB at most and is on the path of every
+	// container start; the idle shim then runs with a tight GC (see trimShim). No heap
+	// profiling either: its records would stay resident.
+	debug.SetGCPercent(-1)
+	runtime.MemProfileRate = 0
 	var (
 		cfg         shim.Config
 		bundle      string
@@ -64,18 +71,40 @@ func ShimMain(args []string) int {
 	if err != nil {
 		return fail(err)
 	}
-	if err := s.Create(ctx); err != nil {
+	// Setup runs on its own goroutine: the stack it grows (JSON, the runtime) goes with it
+	// instead of staying with the goroutine that then serves for the container's lifetime.
+	created := make(chan error, 1)
+	go func() { created <- s.Create(ctx) }()
+	if err := <-created; err != nil {
 		_ = l.Close()
 		return fail(err)
 	}
 	report("ok")
-	// Setup garbage is not needed again: hand it back to the kernel so an idle shim costs little.
-	debug.FreeOSMemory()
+	// Collect the setup garbage now, before the heap grows further (the GC's own metadata
+	// follows the peak heap and stays), and once more when the start is done.
+	trimShim()
+	trim := time.AfterFunc(shimTrimDelay, trimShim)
+	defer trim.Stop()
 	if err := s.Serve(ctx, l); err != nil {
 		fmt.Fprintln(os.Stderr, "berth shim:", err)
 		return 1
 	}
 	return 0
+}
+
+const (
+	// shimGCPercent is the shim's GOGC once the container runs: an idle shim has little to do,
+	// so a tight GC costs it nothing that matters.
+	shimGCPercent = 25
+	// shimTrimDelay is how long after creating the container the shim trims its memory.
+	shimTrimDelay = 200 * time.Millisecond
+)
+
+// trimShim hands setup garbage back to the kernel so that an idle shim costs little. Each
+// collection also halves oversized goroutine stacks.
+func trimShim() {
+	debug.SetGCPercent(shimGCPercent)
+	debug.FreeOSMemory()
 }
 
 // linuxTask runs a container on berth's own runtime for the shim.
@@ -89,14 +118,7 @@ func (t *linuxTask) Create(ctx context.Context, tio shim.TaskIO) (int, error) {
 	if !tio.Terminal {
 		opts.Stdio = [3]*os.File{tio.Stdin, tio.Stdout, tio.Stderr}
 	}
-	if err := t.rt.Create(ctx, t.id, t.bundle, opts); err != nil {
-		return 0, err
-	}
-	st, err := t.rt.State(ctx, t.id)
-	if err != nil {
-		return 0, err
-	}
-	return st.Pid, nil
+	return t.rt.CreatePid(ctx, t.id, t.bundle, opts)
 }
 
 func (t *linuxTask) Start(ctx context.Context) error { return t.rt.Start(ctx, t.id) }

@@ -27,7 +27,7 @@ func (c *cli) newSystemCommand() *cobra.Command {
 			return cmd.Help()
 		},
 	}
-	cmd.AddCommand(c.newInfoCommand(), c.newEventsCommand())
+	cmd.AddCommand(c.newInfoCommand(), c.newEventsCommand(), c.newSystemDFCommand(), c.newSystemPruneCommand())
 	return cmd
 }
 

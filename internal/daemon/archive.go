@@ -99,7 +99,7 @@ func notFoundPath(ref, p string) error {
 func (d *Daemon) ContainerStatPath(ctx context.Context, ref, p string) (mcontainer.PathStat, error) {
 	var st mcontainer.PathStat
 	err := d.withRootfs(ctx, ref, func(rec *ctrRecord, rootfs string) error {
-		host, err := resolveInRoot(rootfs, p, false)
+		host, _, err := resolveMounted(rec, rootfs, p, false)
 		if err != nil {
 			return err
 		}
@@ -123,7 +123,7 @@ func (d *Daemon) ContainerArchive(ctx context.Context, ref, p string) (io.ReadCl
 	started := make(chan result, 1)
 	go func() {
 		err := d.withRootfs(ctx, ref, func(rec *ctrRecord, rootfs string) error {
-			host, err := resolveInRoot(rootfs, p, false)
+			host, _, err := resolveMounted(rec, rootfs, p, false)
 			if err != nil {
 				started <- result{err: err}
 				return err
@@ -212,12 +212,15 @@ func tarPath(ctx context.Context, w io.Writer, host, base string) error {
 // cannot write outside that directory, and the directory itself is resolved inside the rootfs.
 func (d *Daemon) ContainerExtract(ctx context.Context, ref, p string, opts api.ArchiveOptions, r io.Reader) error {
 	return d.withRootfs(ctx, ref, func(rec *ctrRecord, rootfs string) error {
-		if rec.HostConfig.ReadonlyRootfs {
-			return errdefs.ErrFailedPrecondition.WithMessage("container rootfs is marked read-only")
-		}
-		host, err := resolveInRoot(rootfs, p, true)
+		host, mp, err := resolveMounted(rec, rootfs, p, true)
 		if err != nil {
 			return err
+		}
+		switch {
+		case mp != nil && !mp.RW:
+			return errdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf("mounted volume is marked read-only: %s", mp.Destination))
+		case mp == nil && rec.HostConfig.ReadonlyRootfs:
+			return errdefs.ErrFailedPrecondition.WithMessage("container rootfs is marked read-only")
 		}
 		fi, err := os.Stat(host)
 		if errors.Is(err, fs.ErrNotExist) {

@@ -4,6 +4,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"fmt"
+	"hash/crc32"
 	"io"
 	"log/slog"
 	"os"
@@ -67,6 +69,9 @@ func newTestDaemon(t *testing.T) *Daemon {
 	ctx, cancel := context.WithCancel(context.Background())
 	cgParent := "/" + filepath.Base(execRoot)
 	cfg := Config{Root: root, ExecRoot: execRoot, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Binary: bin, CgroupParent: cgParent}
+	// Kernel objects of this daemon get names of their own: test daemons run side by side.
+	tag := fmt.Sprintf("%04x", crc32.ChecksumIEEE([]byte(execRoot))&0xffff)
+	cfg.Bridge, cfg.BridgePrefix, cfg.NFTable = "bt"+tag, "b"+tag+"-", "berth-t"+tag
 	d, err := newDaemon(ctx, cfg)
 	if err != nil {
 		cancel()
@@ -75,6 +80,9 @@ func newTestDaemon(t *testing.T) *Daemon {
 	t.Cleanup(func() {
 		for _, c := range d.ctrs.all() {
 			_ = d.ContainerRemove(context.Background(), c.rec.ID, true, true)
+		}
+		if err := d.net.Teardown(); err != nil {
+			t.Errorf("network teardown: %v", err)
 		}
 		cancel()
 		d.close()

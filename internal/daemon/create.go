@@ -158,10 +158,8 @@ func validateHostConfig(hc *mcontainer.HostConfig) error {
 	if hc.ShmSize < 0 {
 		return fmt.Errorf("invalid --shm-size: it must be positive")
 	}
-	switch nm := string(hc.NetworkMode); {
-	case nm == "", nm == "default", nm == "bridge", nm == "none", nm == "host":
-	default:
-		return errdefs.ErrNotImplemented.WithMessage(fmt.Sprintf("network mode %q is not supported yet (use bridge, host or none)", nm))
+	if nm := string(hc.NetworkMode); strings.HasPrefix(nm, "container:") && (len(hc.PortBindings) > 0 || hc.PublishAllPorts) {
+		return fmt.Errorf("conflicting options: port publishing and the container type network mode")
 	}
 	return nil
 }
@@ -225,6 +223,7 @@ func (d *Daemon) ContainerCreate(ctx context.Context, name string, cfg *mcontain
 	defer func() {
 		if !ok {
 			_ = os.RemoveAll(d.ctrDir(id))
+			d.net.Forget(id)
 			_ = d.snap.Remove(context.WithoutCancel(ctx), snapKey(id))
 			d.ctrs.releaseName(name, id)
 		}
@@ -238,6 +237,21 @@ func (d *Daemon) ContainerCreate(ctx context.Context, name string, cfg *mcontain
 	if err := d.writeEtcFiles(&rec); err != nil {
 		return mcontainer.CreateResponse{}, err
 	}
+	if err := d.configureNetwork(id, name, cfg, hc, nc); err != nil {
+		return mcontainer.CreateResponse{}, err
+	}
+	mps, releaseMounts, undoMounts, err := d.createMounts(ctx, cfg, hc)
+	if err != nil {
+		return mcontainer.CreateResponse{}, err
+	}
+	// The volumes stay pinned until the container is in the index (volumeUsers sees it).
+	defer releaseMounts()
+	defer func() {
+		if !ok {
+			undoMounts()
+		}
+	}()
+	rec.Mounts = mps
 	if err := d.saveCtr(&rec); err != nil {
 		return mcontainer.CreateResponse{}, fmt.Errorf("save container: %w", err)
 	}

@@ -46,6 +46,9 @@ type ctrRecord struct {
 	RestartCount int                   `json:"restartCount"`
 	// Generation counts starts; the monitor of an older run ignores its late exit.
 	Generation int `json:"generation"`
+	// Mounts are the container's volumes, binds and tmpfs mounts, resolved at create and never
+	// changed afterwards (volumeUsers reads them without the container's lock).
+	Mounts []mountPoint `json:"mounts,omitempty"`
 }
 
 // ctr is the in-memory handle of a container. mu serialises lifecycle operations on it

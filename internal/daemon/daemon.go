@@ -22,9 +22,11 @@ import (
 	"github.com/berth-dev/berth/internal/api"
 	"github.com/berth-dev/berth/internal/events"
 	"github.com/berth-dev/berth/internal/image"
+	"github.com/berth-dev/berth/internal/network"
 	"github.com/berth-dev/berth/internal/snapshot/overlay"
 	"github.com/berth-dev/berth/internal/store"
 	"github.com/berth-dev/berth/internal/version"
+	"github.com/berth-dev/berth/internal/volume"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -57,6 +59,10 @@ type Config struct {
 	// Binary is the berth executable started as each container's shim; empty means this
 	// process's own executable.
 	Binary string
+	// Bridge names the default network's bridge ("berth0"); BridgePrefix starts the names of
+	// user networks' bridges ("br-"); NFTable is berth's nftables table ("berth"). Tests set
+	// them so that daemons running side by side do not share kernel objects.
+	Bridge, BridgePrefix, NFTable string
 }
 
 // Daemon is a running daemon. It is created by Run and lives until Run returns.
@@ -69,10 +75,13 @@ type Daemon struct {
 	snap   *overlay.Snapshotter
 	ctrs   *ctrIndex
 	execs  execIndex
+	net    *network.Manager
 	start  time.Time
 	// ctx lives as long as the daemon serves; monitors and restarts stop with it, the
 	// containers do not.
 	ctx context.Context
+	// volumes is the local volume store (volumes.go).
+	volumes *volume.Store
 }
 
 // Run starts the daemon and serves the API until ctx is cancelled (SIGTERM), then shuts down
@@ -124,8 +133,13 @@ func Run(ctx context.Context, cfg Config) error {
 
 	handler := api.New(api.Config{
 		Images:     d.images,
+		Volumes:    d,
+		Commit:     d,
+		Build:      d,
+		DiskUsage:  d,
 		Containers: d,
 		System:     d,
+		Networks:   d,
 		Events:     d.events,
 		Logger:     d.log,
 		Version:    version.Version,
@@ -201,20 +215,35 @@ func newDaemon(ctx context.Context, cfg Config) (*Daemon, error) {
 		return nil, fmt.Errorf("open image store: %w", err)
 	}
 	d.images.SetInUse(d.inUse)
+	if d.volumes, err = volume.New(cfg.Root, db, cfg.Logger.With("component", "volume")); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open volume store: %w", err)
+	}
+	d.volumes.SetInUse(d.volumeUsers)
 	for _, dir := range []string{filepath.Join(cfg.Root, "containers"), filepath.Join(cfg.ExecRoot, "shims"), d.runtimeRoot()} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			_ = db.Close()
 			return nil, fmt.Errorf("create %s: %w", dir, err)
 		}
 	}
+	if err := d.openNetworks(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open networks: %w", err)
+	}
 	if err := d.restoreContainers(ctx); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("restore containers: %w", err)
+	}
+	if err := d.reconcileNetworks(); err != nil {
+		d.log.Warn("reconcile networks", "err", err)
 	}
 	return d, nil
 }
 
 func (d *Daemon) close() {
+	if d.net != nil {
+		d.net.Close()
+	}
 	if err := d.db.Close(); err != nil {
 		d.log.Warn("close metadata store", "err", err)
 	}

@@ -11,7 +11,6 @@ import (
 
 	units "github.com/docker/go-units"
 	mcontainer "github.com/moby/moby/api/types/container"
-	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/api/types/storage"
 )
 
@@ -76,18 +75,11 @@ func (d *Daemon) ContainerInspect(ctx context.Context, ref string, size bool) (m
 		Platform:       "linux",
 		HostConfig:     r.HostConfig,
 		Config:         r.Config,
-		Mounts:         []mcontainer.MountPoint{},
+		Mounts:         dockerMounts(r.Mounts),
 		GraphDriver: &storage.DriverData{Name: "overlay2", Data: map[string]string{
 			"MergedDir": d.rootfsDir(r.ID),
 		}},
-		NetworkSettings: &mcontainer.NetworkSettings{
-			SandboxKey: "",
-			Ports:      network.PortMap{},
-			Networks:   map[string]*network.EndpointSettings{},
-		},
-	}
-	if nm := string(r.HostConfig.NetworkMode); nm != "" {
-		resp.NetworkSettings.Networks[nm] = &network.EndpointSettings{}
+		NetworkSettings: d.networkSettings(&r),
 	}
 	if size {
 		rw := d.rwSize(ctx, r.ID)
@@ -187,6 +179,8 @@ func (d *Daemon) matchCtr(ctx context.Context, r *ctrRecord, f api.Filters) bool
 			img, err := d.images.ImageInspect(ctx, v)
 			return err == nil && img.ID == r.Image
 		}) &&
+		anyOf(f["volume"], func(v string) bool { return usesVolume(r, v) }) &&
+		anyOf(f["network"], func(v string) bool { return d.onNetwork(r, v) }) &&
 		matchLabels(r.Config.Labels, f["label"])
 }
 
@@ -199,13 +193,13 @@ func (d *Daemon) summary(ctx context.Context, r *ctrRecord, size bool) mcontaine
 		ImageID: r.Image,
 		Command: strings.Join(all, " "),
 		Created: r.Created.Unix(),
-		Ports:   []mcontainer.PortSummary{},
+		Ports:   d.portSummary(r),
 		Labels:  r.Config.Labels,
 		State:   r.State.Status,
 		Status:  statusText(r.State),
-		Mounts:  []mcontainer.MountPoint{},
+		Mounts:  dockerMounts(r.Mounts),
 		NetworkSettings: &mcontainer.NetworkSettingsSummary{
-			Networks: map[string]*network.EndpointSettings{string(r.HostConfig.NetworkMode): {}},
+			Networks: d.networkSettings(r).Networks,
 		},
 	}
 	if s.Labels == nil {

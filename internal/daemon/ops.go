@@ -307,6 +307,7 @@ func (d *Daemon) ContainerRemove(ctx context.Context, ref string, force, removeV
 		d.log.Warn("unmount rootfs", "container", id, "err", err)
 	}
 	_ = d.runtime().Delete(ctx, id, true)
+	d.net.Forget(id)
 	if err := d.snap.Remove(ctx, snapKey(id)); err != nil && !errdefs.IsNotFound(err) {
 		c.rec.State.Status = mcontainer.StateDead
 		_ = d.saveCtr(&c.rec)
@@ -320,6 +321,7 @@ func (d *Daemon) ContainerRemove(ctx context.Context, ref string, force, removeV
 		return fmt.Errorf("delete container record: %w", err)
 	}
 	d.ctrs.remove(c)
+	d.releaseMounts(ctx, &c.rec, removeVolumes)
 	close(c.removed)
 	d.events.Publish(events.ContainerEventType, events.ActionDestroy, id, ctrAttrs(&c.rec))
 	return nil

@@ -52,12 +52,15 @@ func run(m *testing.M) int {
 type daemon struct {
 	root, execRoot string
 	cgroupParent   string
-	host           string // unix://...
-	socket         string
-	logPath        string
-	cmd            *exec.Cmd
-	done           chan struct{}
-	waitErr        error
+	// netTag names this daemon's bridges and nftables table, so that daemons running side by
+	// side do not share them (networks_test.go).
+	netTag  string
+	host    string // unix://...
+	socket  string
+	logPath string
+	cmd     *exec.Cmd
+	done    chan struct{}
+	waitErr error
 }
 
 // newDaemon prepares (but does not start) a daemon on fresh temporary roots.
@@ -72,9 +75,11 @@ func newDaemon(t *testing.T) *daemon {
 	d.socket = filepath.Join(d.execRoot, "berth.sock")
 	d.host = "unix://" + d.socket
 	d.logPath = filepath.Join(t.TempDir(), "daemon.log")
+	d.netTag = netTag(d.cgroupParent)
 	t.Cleanup(func() {
 		unmountUnder(t, d.root, d.execRoot)
 		testutil.RemoveCgroup(d.cgroupParent)
+		removeNetObjects(t, d.netTag)
 	})
 	return d
 }
@@ -96,7 +101,8 @@ func (d *daemon) start(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(berthBin, "daemon", "--root", d.root, "--exec-root", d.execRoot, "-H", d.host, "--log-level", "debug", "--cgroup-parent", d.cgroupParent)
+	cmd := exec.Command(berthBin, "daemon", "--root", d.root, "--exec-root", d.execRoot, "-H", d.host, "--log-level", "debug", "--cgroup-parent", d.cgroupParent,
+		"--bridge", "be"+d.netTag, "--bridge-prefix", "e"+d.netTag+"-", "--nftables-table", "berth-e"+d.netTag)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

@@ -1,7 +1,6 @@
 package shim
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,11 +20,11 @@ type LogEntry struct {
 }
 
 // LogWriter appends json-file entries to a file. Several streams share it; mu orders whole
-// entries so that lines never interleave.
+// entries so that lines never interleave. Each entry is one write(2) of the encoded line: it
+// needs no buffer of its own, which an idle shim would carry for its container's lifetime.
 type LogWriter struct {
-	mu  sync.Mutex // guards f and buf
+	mu  sync.Mutex // guards f
 	f   *os.File
-	buf *bufio.Writer
 	now func() time.Time
 }
 
@@ -35,7 +34,7 @@ func OpenLog(path string) (*LogWriter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open log %s: %w", path, err)
 	}
-	return &LogWriter{f: f, buf: bufio.NewWriterSize(f, 64*1024), now: time.Now}, nil
+	return &LogWriter{f: f, now: time.Now}, nil
 }
 
 // Stream returns a writer for one stream ("stdout" or "stderr"). Each complete line becomes an
@@ -51,23 +50,16 @@ func (l *LogWriter) write(stream string, line []byte) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if _, err := l.buf.Write(append(b, '\n')); err != nil {
-		return err
-	}
-	// Flush per entry so that `logs -f` sees output as it happens; bufio still batches the
-	// JSON encoding's small writes into one syscall.
-	return l.buf.Flush()
+	// One write per entry, so that `logs -f` sees output as it happens.
+	_, err = l.f.Write(append(b, '\n'))
+	return err
 }
 
 // Close flushes and closes the file.
 func (l *LogWriter) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	err := l.buf.Flush()
-	if cerr := l.f.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return l.f.Close()
 }
 
 // StreamWriter splits a byte stream into log lines. It is used by one goroutine.

@@ -119,6 +119,11 @@ func (s *Shim) Serve(ctx context.Context, l net.Listener) error {
 		}
 	}
 	_ = os.Remove(sock)
+	select {
+	case <-s.exited:
+		<-s.persisted
+	default:
+	}
 	return nil
 }
 

@@ -97,10 +97,13 @@ type Shim struct {
 	stdin   io.WriteCloser // container's stdin, nil when closed or absent
 	console *os.File       // pty master when Terminal
 
-	exited chan struct{} // closed once status holds the exit
+	exited    chan struct{} // closed once status holds the exit
+	persisted chan struct{} // closed once the exit file is durable (or failed to be)
 
 	execs        *execTable
 	execConsoles map[string]*os.File // exec ID -> pty master, guarded by mu
+
+	bufs sync.Pool // *[]byte of pumpBufSize, for the output pumps
 }
 
 // New returns a shim for the task; Run starts it.
@@ -117,7 +120,10 @@ func New(cfg Config, task Task) *Shim {
 		exited: make(chan struct{}),
 		execs:  newExecTable(),
 
+		persisted: make(chan struct{}),
+
 		execConsoles: map[string]*os.File{},
+		bufs:         sync.Pool{New: func() any { b := make([]byte, pumpBufSize); return &b }},
 	}
 }
 
@@ -256,18 +262,23 @@ func (s *Shim) Create(ctx context.Context) error {
 	return nil
 }
 
+// pumpBufSize is the most a pump reads at once.
+const pumpBufSize = 32 * 1024
+
 // pump copies one output stream to the log and to attached clients until EOF.
 func (s *Shim) pump(r *os.File, stream byte, lw *StreamWriter) {
-	buf := make([]byte, 32*1024)
 	for {
-		n, err := r.Read(buf)
+		buf, n, err := s.readPooled(r)
 		if n > 0 {
 			if lw != nil {
-				if _, werr := lw.Write(buf[:n]); werr != nil {
+				if _, werr := lw.Write((*buf)[:n]); werr != nil {
 					s.log.Warn("write log", "err", werr)
 				}
 			}
-			s.out.send(stream, buf[:n])
+			s.out.send(stream, (*buf)[:n])
+		}
+		if buf != nil {
+			s.bufs.Put(buf)
 		}
 		if err != nil {
 			// EIO is how a pty master reports that the slave side closed.
@@ -280,6 +291,42 @@ func (s *Shim) pump(r *os.File, stream byte, lw *StreamWriter) {
 	if r != s.console {
 		_ = r.Close()
 	}
+}
+
+// readPooled reads once from r. For a pollable r (the output pipes) it takes a buffer only once
+// r is readable, so that a quiet container's streams hold no buffer while they wait: most of
+// an idle shim's memory is what it holds while blocked. EOF is returned as io.EOF.
+func (s *Shim) readPooled(r *os.File) (buf *[]byte, n int, err error) {
+	rc, err := r.SyscallConn()
+	if err != nil {
+		return nil, 0, err
+	}
+	var rerr error
+	err = rc.Read(func(fd uintptr) bool {
+		buf = s.bufs.Get().(*[]byte)
+		for {
+			n, rerr = unix.Read(int(fd), *buf)
+			if !errors.Is(rerr, unix.EINTR) {
+				break
+			}
+		}
+		if errors.Is(rerr, unix.EAGAIN) {
+			s.bufs.Put(buf)
+			buf = nil
+			return false // wait until readable
+		}
+		return true
+	})
+	if err == nil {
+		err = rerr
+	}
+	if n < 0 {
+		n = 0
+	}
+	if err == nil && n == 0 {
+		err = io.EOF
+	}
+	return buf, n, err
 }
 
 // reap waits for the init to exit, then records the status.
@@ -353,13 +400,49 @@ func (s *Shim) reap(ctx context.Context, pid int, copiers *sync.WaitGroup, logw 
 		s.stdin = nil
 	}
 	s.mu.Unlock()
+	// The exit file is renamed into place before anyone hears of the exit, and made durable
+	// right after: waiters (the daemon's /wait) need not wait for the disk, and the shim does
+	// not end before the fsync (Serve waits on persisted).
+	var tmp *os.File
 	if b, err := json.Marshal(st); err == nil {
-		if err := fsutil.WriteFileAtomic(filepath.Join(s.cfg.Dir, ExitName), b, 0o600); err != nil {
+		if tmp, err = writeExitFile(filepath.Join(s.cfg.Dir, ExitName), b); err != nil {
 			s.log.Error("write exit status", "err", err)
 		}
 	}
 	s.out.close()
 	close(s.exited)
+	if tmp != nil {
+		if err := tmp.Sync(); err != nil {
+			s.log.Error("sync exit status", "err", err)
+		}
+		_ = tmp.Close()
+		if err := fsutil.SyncDir(s.cfg.Dir); err != nil {
+			s.log.Error("sync exit status", "err", err)
+		}
+	}
+	close(s.persisted)
+}
+
+// writeExitFile writes data to path through a renamed temporary file and returns the file,
+// still open, for the caller to fsync.
+func writeExitFile(path string, data []byte) (*os.File, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return nil, err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(0o600)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		_ = f.Close()
+		_ = os.Remove(f.Name())
+		return nil, err
+	}
+	return f, nil
 }
 
 // exitCode is a shell's view of a wait status: the exit code, or 128+signal.

@@ -33,8 +33,10 @@ func (f *frameWriter) writeFrame(stream byte, p []byte) error {
 }
 
 // clientBuffer is how many output chunks an attached client may lag before it is dropped:
-// the container's output never waits for a slow client.
-const clientBuffer = 1024
+// the container's output never waits for a slow client. A chunk is one read of up to
+// pumpBufSize bytes, so this still allows megabytes of lag, while the channel itself, allocated
+// whole for as long as the client stays attached, costs 32 bytes per slot.
+const clientBuffer = 128
 
 type chunk struct {
 	stream byte

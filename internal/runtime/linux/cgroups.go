@@ -172,6 +172,47 @@ func (c cgroupState) addProc(pid int) error {
 	return nil
 }
 
+// PrimeCgroupMigration moves the calling process into the cgroup it is already in: a no-op for
+// the process, but the kernel takes the global cgroup_threadgroup_rwsem for writing, and the
+// first writer after a quiet spell waits for an RCU grace period (~8-20 ms with HZ=250) while
+// writers shortly after it do not. A runtime about to move a container's init into its cgroup
+// starts this first, so the grace period passes while it prepares. Errors are ignored: it is
+// only an optimization, and the caller may not be allowed to write its own cgroup. It blocks
+// for the grace period; call it in a goroutine. (A daemon calls it as it launches a process
+// that will create a container.)
+func (r *Runtime) PrimeCgroupMigration() { primeCgroupMigration() }
+
+func primeCgroupMigration() {
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return
+	}
+	pid := []byte(strconv.Itoa(os.Getpid()))
+	v2 := cgroupIsV2()
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		// hierarchy-ID:controller-list:path
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		var dir string
+		switch {
+		case v2 && parts[0] == "0":
+			dir = filepath.Join(unifiedMountpoint, parts[2])
+		case !v2 && parts[1] != "" && !strings.HasPrefix(parts[1], "name="):
+			dir = filepath.Join(unifiedMountpoint, parts[1], parts[2])
+		default:
+			continue
+		}
+		if filepath.Clean(dir) != dir || !strings.HasPrefix(dir, unifiedMountpoint+"/") {
+			continue
+		}
+		if os.WriteFile(filepath.Join(dir, "cgroup.procs"), pid, 0) == nil {
+			return
+		}
+	}
+}
+
 func writeFile(p string, b []byte) error {
 	if err := os.WriteFile(p, b, 0); err != nil {
 		return fmt.Errorf("write %s: %w", p, err)

@@ -5,7 +5,11 @@
 //
 // The container's init is this same binary re-executed as "berth init" (see InitMain) in new
 // namespaces; it finishes the setup from inside and execs the user's process once Start opens the
-// container's exec fifo, like runc's.
+// container's exec fifo, like runc's. The init keeps its (close-on-exec) end of the fifo open, so
+// Start sees EOF exactly when the user's process has replaced the init: no polling. Seccomp
+// filters are compiled by the runtime, not the init, and cached by content under
+// <Root>/@seccomp (compiling Docker's profile with libseccomp takes ~10 ms); the init only
+// installs the BPF program it is sent.
 //
 // Trust boundaries: the image content (the root filesystem, including symlinks in it) and the
 // bundle's config.json are controlled by whoever runs the container and must be treated as hostile

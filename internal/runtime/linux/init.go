@@ -55,6 +55,8 @@ type initProc struct {
 	dec       *json.Decoder
 	readySent bool
 	cfg       initConfig
+	// execFifo is the exec fifo's write end, held until the exec (create only).
+	execFifo *os.File
 }
 
 func (ip *initProc) run() error {
@@ -136,6 +138,14 @@ func (ip *initProc) run() error {
 			return err
 		}
 	}
+	// The filter arrives compiled; decoding it here keeps the work after Start to a minimum.
+	var filter *seccompProgram
+	if cfg.Seccomp != nil {
+		var err error
+		if filter, err = cfg.Seccomp.program(); err != nil {
+			return err
+		}
+	}
 	if err := closeExtraFDs(); err != nil {
 		return err
 	}
@@ -153,7 +163,9 @@ func (ip *initProc) run() error {
 		if _, err := fifo.Write([]byte("0")); err != nil {
 			return fmt.Errorf("write exec fifo: %w", err)
 		}
-		_ = fifo.Close()
+		// The write end stays open (close-on-exec) until the exec: Start reads EOF exactly
+		// when the user's process has replaced this one, or when this one died.
+		ip.execFifo = fifo
 		_ = unix.Close(fdFifo)
 		if sp.Hooks != nil && len(sp.Hooks.StartContainer) > 0 {
 			st := specs.State{Version: specs.Version, ID: cfg.ID, Status: specs.StateRunning, Pid: os.Getpid(), Bundle: cfg.Bundle, Annotations: sp.Annotations}
@@ -165,20 +177,22 @@ func (ip *initProc) run() error {
 	if path == "" {
 		return errors.New("process is not set")
 	}
-	return finalizeAndExec(sp, path)
-}
-
-// finalizeAndExec drops privileges in runc's order (bounding set, then user, then the other
-// capability sets, seccomp last when no_new_privs allows it) and execs the process.
-func finalizeAndExec(sp *specs.Spec, path string) error {
-	p := sp.Process
-	var filter *seccompProgram
-	if sp.Linux != nil && sp.Linux.Seccomp != nil {
+	if filter == nil && sp.Linux.Seccomp != nil {
+		// A config from a runtime that did not compile the filter itself.
 		var err error
 		if filter, err = compileSeccomp(sp.Linux.Seccomp); err != nil {
 			return err
 		}
 	}
+	err := finalizeAndExec(sp, path, filter)
+	runtime.KeepAlive(ip.execFifo)
+	return err
+}
+
+// finalizeAndExec drops privileges in runc's order (bounding set, then user, then the other
+// capability sets, seccomp last when no_new_privs allows it) and execs the process.
+func finalizeAndExec(sp *specs.Spec, path string, filter *seccompProgram) error {
+	p := sp.Process
 	loadFilter := func() error { return filter.load() }
 	// Rlimits go on as late as possible: limits such as RLIMIT_AS or RLIMIT_DATA meant for the
 	// user's process would otherwise starve this Go process (and libseccomp) first.

@@ -39,6 +39,9 @@ type initConfig struct {
 	NoNewKeyring bool `json:"noNewKeyring,omitempty"`
 	// Cgroup lets the child mount its own cgroup directories at /sys/fs/cgroup on v1.
 	Cgroup cgroupState `json:"cgroup"`
+	// Seccomp is the spec's filter, compiled by the runtime (Spec.Linux.Seccomp is cleared):
+	// the init only installs it.
+	Seccomp *seccompBPF `json:"seccomp,omitempty"`
 }
 
 // syncMsg is every later message, in both directions.

@@ -252,24 +252,33 @@ func (c *child) readMsg() (syncMsg, error) {
 }
 
 // Create sets up container id from the bundle and leaves its init blocked until Start.
-func (r *Runtime) Create(ctx context.Context, id, bundle string, opts CreateOpts) (retErr error) {
+func (r *Runtime) Create(ctx context.Context, id, bundle string, opts CreateOpts) error {
+	_, err := r.CreatePid(ctx, id, bundle, opts)
+	return err
+}
+
+// CreatePid is Create that also returns the host PID of the container's init.
+func (r *Runtime) CreatePid(ctx context.Context, id, bundle string, opts CreateOpts) (pid int, retErr error) {
 	if err := validateID(id); err != nil {
-		return err
+		return 0, err
 	}
+	// Moving the init into its cgroup (below) waits for an RCU grace period, ~10 ms, unless
+	// another migration happened just before; start one now so that the wait overlaps the setup.
+	go primeCgroupMigration()
 	bundle, err := filepath.Abs(bundle)
 	if err != nil {
-		return fmt.Errorf("bundle path: %w", err)
+		return 0, fmt.Errorf("bundle path: %w", err)
 	}
 	sp, err := LoadBundleSpec(bundle)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	rootfs := sp.Root.Path
 	if !filepath.IsAbs(rootfs) {
 		rootfs = filepath.Join(bundle, rootfs)
 	}
 	if fi, err := os.Stat(rootfs); err != nil || !fi.IsDir() {
-		return fmt.Errorf("rootfs %s is not a directory: %w", rootfs, errdefs.ErrInvalidArgument)
+		return 0, fmt.Errorf("rootfs %s is not a directory: %w", rootfs, errdefs.ErrInvalidArgument)
 	}
 	noProcess := sp.Process == nil
 	if noProcess {
@@ -277,20 +286,20 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, opts CreateOpts
 	}
 	plan, err := planNamespaces(sp.Linux.Namespaces)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	// The rootfs is set up in the container's own mount namespace, new or joined by path (as
 	// runc does). Without one the mounts would land in the host's namespace: refused.
 	newMount := plan.cloneFlags&unix.CLONE_NEWNS != 0 || plan.joinMount
 	if !newMount {
-		return fmt.Errorf("config: a mount namespace is required: %w", errdefs.ErrInvalidArgument)
+		return 0, fmt.Errorf("config: a mount namespace is required: %w", errdefs.ErrInvalidArgument)
 	}
 	if sp.Process.Terminal && opts.ConsoleSocket == "" {
-		return fmt.Errorf("process.terminal is set but no console socket was given: %w", errdefs.ErrInvalidArgument)
+		return 0, fmt.Errorf("process.terminal is set but no console socket was given: %w", errdefs.ErrInvalidArgument)
 	}
 	rl, warnings, err := clampRlimits(sp.Process.Rlimits, currentHardLimit)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	for _, w := range warnings {
 		r.log().Warn(w, "container", id)
@@ -298,14 +307,14 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, opts CreateOpts
 	sp.Process.Rlimits = rl
 
 	if err := os.MkdirAll(r.Root, 0o700); err != nil {
-		return fmt.Errorf("create runtime root: %w", err)
+		return 0, fmt.Errorf("create runtime root: %w", err)
 	}
 	dir := r.dir(id)
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		if errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("container with id %q already exists: %w", id, errdefs.ErrAlreadyExists)
+			return 0, fmt.Errorf("container with id %q already exists: %w", id, errdefs.ErrAlreadyExists)
 		}
-		return fmt.Errorf("create container state dir: %w", err)
+		return 0, fmt.Errorf("create container state dir: %w", err)
 	}
 	var cg *cgroupState
 	var ch *child
@@ -329,23 +338,35 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, opts CreateOpts
 
 	cfgJSON, err := json.Marshal(sp)
 	if err != nil {
-		return fmt.Errorf("encode config: %w", err)
+		return 0, fmt.Errorf("encode config: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "config.json"), cfgJSON, 0o600); err != nil {
-		return err
+	if err := writeStateFile(filepath.Join(dir, "config.json"), cfgJSON, 0o600); err != nil {
+		return 0, err
+	}
+	// The init gets the seccomp filter compiled, and the spec without the profile.
+	initSpec := sp
+	var filter *seccompBPF
+	if sp.Linux.Seccomp != nil {
+		if filter, err = r.seccompFor(sp.Linux.Seccomp); err != nil {
+			return 0, err
+		}
+		cp, lx := *sp, *sp.Linux
+		lx.Seccomp = nil
+		cp.Linux = &lx
+		initSpec = &cp
 	}
 	fifo := r.fifoPath(id)
 	if err := unix.Mkfifo(fifo, 0o600); err != nil {
-		return fmt.Errorf("create exec fifo: %w", err)
+		return 0, fmt.Errorf("create exec fifo: %w", err)
 	}
 	// World-writable like runc's: a user-namespaced init runs as an unprivileged host uid and
 	// reopens the fifo through /proc/self/fd. The 0700 state directory keeps others out.
 	if err := os.Chmod(fifo, 0o622); err != nil {
-		return fmt.Errorf("chmod exec fifo: %w", err)
+		return 0, fmt.Errorf("chmod exec fifo: %w", err)
 	}
 	fifoFD, err := unix.Open(fifo, unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("open exec fifo: %w", err)
+		return 0, fmt.Errorf("open exec fifo: %w", err)
 	}
 	fifoFile := os.NewFile(uintptr(fifoFD), "exec.fifo")
 	defer fifoFile.Close()
@@ -353,37 +374,39 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, opts CreateOpts
 	if opts.ConsoleSocket != "" {
 		f, err := dialConsole(opts.ConsoleSocket)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		defer f.Close()
 		extra = append(extra, f)
 	}
 
+	// The child starts first: its exec and Go runtime start overlap the cgroup's creation, and
+	// it does nothing before it has its config, which it gets once it is in the cgroup.
+	ch, err = r.startChild(ctx, plan.cloneFlags, sp, plan.join, plan.joinPID, extra, opts.Stdio)
+	if err != nil {
+		return 0, err
+	}
 	var res *specs.LinuxResources
 	if sp.Linux != nil {
 		res = sp.Linux.Resources
 	}
 	cs, err := createCgroup(id, sp.Linux.CgroupsPath, res, sp.Linux.Devices)
 	if err != nil {
-		return fmt.Errorf("cgroup: %w", err)
+		return 0, fmt.Errorf("cgroup: %w", err)
 	}
 	cg = &cs
-
-	ch, err = r.startChild(ctx, plan.cloneFlags, sp, plan.join, plan.joinPID, extra, opts.Stdio)
-	if err != nil {
-		return err
-	}
 	if err := cg.addProc(ch.pid); err != nil {
-		return fmt.Errorf("join cgroup: %w", err)
+		return 0, fmt.Errorf("join cgroup: %w", err)
 	}
 	cfg := initConfig{
-		Mode: initModeCreate, ID: id, Spec: sp, Rootfs: rootfs, Bundle: bundle,
+		Mode: initModeCreate, ID: id, Spec: initSpec, Rootfs: rootfs, Bundle: bundle,
 		Console: opts.ConsoleSocket != "", NewMountNS: newMount,
 		NewUTSNS:        plan.cloneFlags&unix.CLONE_NEWUTS != 0,
 		UnshareCgroupNS: plan.unshareCgns, Cgroup: cs, NoNewKeyring: opts.NoNewKeyring,
+		Seccomp: filter,
 	}
 	if err := ch.enc.Encode(cfg); err != nil {
-		return fmt.Errorf("send config to container init: %w", err)
+		return 0, fmt.Errorf("send config to container init: %w", err)
 	}
 	// runtime-tools (and runc) report "created" to prestart/createRuntime hooks.
 	hookState := specs.State{Version: specs.Version, ID: id, Status: specs.StateCreated, Pid: ch.pid, Bundle: bundle, Annotations: sp.Annotations}
@@ -391,9 +414,9 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, opts CreateOpts
 		m, err := ch.readMsg()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				return fmt.Errorf("container init exited during setup")
+				return 0, fmt.Errorf("container init exited during setup")
 			}
-			return err
+			return 0, err
 		}
 		switch m.Type {
 		case msgHooks:
@@ -403,39 +426,39 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, opts CreateOpts
 				herr = runHooks(ctx, append(append([]specs.Hook{}, sp.Hooks.Prestart...), sp.Hooks.CreateRuntime...), hookState)
 			}
 			if herr != nil {
-				return fmt.Errorf("prestart/createRuntime hook: %w", herr)
+				return 0, fmt.Errorf("prestart/createRuntime hook: %w", herr)
 			}
 			if err := ch.enc.Encode(syncMsg{Type: msgContinue}); err != nil {
-				return fmt.Errorf("sync with container init: %w", err)
+				return 0, fmt.Errorf("sync with container init: %w", err)
 			}
 		case msgReady:
 			done = true
 		case msgError:
-			return fmt.Errorf("container init: %s", m.Error)
+			return 0, fmt.Errorf("container init: %s", m.Error)
 		default:
-			return fmt.Errorf("container init sent unknown message %q", m.Type)
+			return 0, fmt.Errorf("container init sent unknown message %q", m.Type)
 		}
 	}
 	start, _, err := procStartTime(ch.pid)
 	if err != nil {
-		return fmt.Errorf("read init start time: %w", err)
-	}
-	initExe, err := exeID(ch.pid)
-	if err != nil {
-		return fmt.Errorf("read init executable: %w", err)
+		return 0, fmt.Errorf("read init start time: %w", err)
 	}
 	owner := ""
 	if u, err := user.Current(); err == nil {
 		owner = u.Username
 	}
 	st := &containerState{ID: id, Bundle: bundle, Rootfs: rootfs, Pid: ch.pid, StartTime: start,
-		Created: time.Now().UTC(), Owner: owner, Annotations: sp.Annotations, Cgroup: cs, InitExe: initExe}
+		Created: time.Now().UTC(), Owner: owner, Annotations: sp.Annotations, Cgroup: cs,
+		Spec: &specInfo{NoProcess: noProcess}}
+	if sp.Hooks != nil {
+		st.Spec.Poststart, st.Spec.Poststop = sp.Hooks.Poststart, sp.Hooks.Poststop
+	}
 	if err := r.save(st); err != nil {
-		return err
+		return 0, err
 	}
 	if opts.PidFile != "" {
 		if err := writePidFile(opts.PidFile, ch.pid); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	ch.close()
@@ -443,8 +466,9 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, opts CreateOpts
 		// The caller (a shim, or nobody for `berth oci create`) reaps the init by PID.
 		_ = ch.cmd.Process.Release()
 	}
+	pid = ch.pid
 	ch = nil
-	return nil
+	return pid, nil
 }
 
 func writePidFile(path string, pid int) error {
@@ -470,7 +494,9 @@ func dialConsole(path string) (*os.File, error) {
 	return f, nil
 }
 
-// Start releases a created container's init so it execs the user's process.
+// Start releases a created container's init so it execs the user's process. It returns once
+// the user's process runs (or the init died trying): a signal sent right after start must reach
+// the user's process, not the init still dropping privileges.
 func (r *Runtime) Start(ctx context.Context, id string) error {
 	st, err := r.load(id)
 	if err != nil {
@@ -483,56 +509,135 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	default:
 		return fmt.Errorf("cannot start an already %s container: %w", s, errdefs.ErrFailedPrecondition)
 	}
-	if sp, err := r.loadSpec(id); err == nil && (sp.Process == nil || len(sp.Process.Args) == 0) {
+	info := r.specInfo(st)
+	if info.NoProcess {
 		// Created without a process: nothing to start. The init is ended so the container
 		// reads as stopped and can be deleted.
 		_ = unix.Kill(st.Pid, unix.SIGKILL)
 		return fmt.Errorf("cannot start container %s: process is not set: %w", id, errdefs.ErrFailedPrecondition)
 	}
+	// Watch the init before opening the fifo: once it is open the init may run its process
+	// to completion at any moment.
+	w, err := newInitWatch(st)
+	if err != nil {
+		return err
+	}
+	defer w.close()
 	fifo := r.fifoPath(id)
-	f, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	// Non-blocking, so that the open does not wait for the init; poll then reports the init's
+	// write and, later, the hang-up when the exec closes its (close-on-exec) write end.
+	fd, err := unix.Open(fifo, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open exec fifo: %w", err)
 	}
-	defer f.Close()
-	buf := make([]byte, 1)
-	for {
-		n, _ := f.Read(buf)
-		if n == 1 {
-			break
-		}
-		if !st.alive() {
-			return fmt.Errorf("container init exited before start: %w", errdefs.ErrFailedPrecondition)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(2 * time.Millisecond):
-		}
+	defer unix.Close(fd)
+	if err := w.awaitFifo(ctx, fd, false); err != nil {
+		return err
 	}
-	if err := os.Remove(fifo); err != nil {
+	// The process may already have run and its supervisor deleted the container.
+	if err := os.Remove(fifo); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove exec fifo: %w", err)
 	}
-	// Return once the user's process runs, not while the init is still dropping privileges:
-	// a signal sent right after start must reach the user's process, not the init.
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
-		id, err := exeID(st.Pid)
-		if err != nil || id != st.InitExe || !st.alive() {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Millisecond):
-		}
+	if err := w.awaitFifo(ctx, fd, true); err != nil {
+		return err
 	}
-	if sp, err := r.loadSpec(id); err == nil && sp.Hooks != nil {
+	if len(info.Poststart) > 0 {
 		state := specs.State{Version: specs.Version, ID: id, Status: specs.StateRunning, Pid: st.Pid, Bundle: st.Bundle, Annotations: st.Annotations}
-		if err := runHooks(ctx, sp.Hooks.Poststart, state); err != nil {
+		if err := runHooks(ctx, info.Poststart, state); err != nil {
 			r.log().Warn("poststart hook failed", "container", id, "err", err)
 		}
 	}
 	return nil
+}
+
+// initWatch tells when a created container's init exits, through a pidfd when the kernel has
+// them (5.3+) and by polling its /proc entry otherwise.
+type initWatch struct {
+	st    *containerState
+	pidfd int
+}
+
+func newInitWatch(st *containerState) (*initWatch, error) {
+	w := &initWatch{st: st, pidfd: -1}
+	if fd, err := unix.PidfdOpen(st.Pid, 0); err == nil {
+		w.pidfd = fd
+	}
+	// The pidfd must name the init, not a process that reused its PID.
+	if !st.alive() {
+		w.close()
+		return nil, fmt.Errorf("container init exited before start: %w", errdefs.ErrFailedPrecondition)
+	}
+	return w, nil
+}
+
+func (w *initWatch) close() {
+	if w.pidfd >= 0 {
+		_ = unix.Close(w.pidfd)
+		w.pidfd = -1
+	}
+}
+
+// awaitFifo waits on the exec fifo fd. Before the init's byte (started false) it returns once
+// the byte is read, and fails if the init exits first. After it (started true) it returns at
+// EOF, when the init's write end closed: the exec succeeded or the init died, which either way
+// leaves the user's process (or nothing) in place of the init. That wait is bounded, as a
+// startContainer hook could hang.
+func (w *initWatch) awaitFifo(ctx context.Context, fd int, started bool) error {
+	var deadline time.Time
+	if started {
+		deadline = time.Now().Add(5 * time.Second)
+	}
+	var buf [16]byte
+	for {
+		n, err := unix.Read(fd, buf[:])
+		switch {
+		case n > 0 && !started:
+			return nil
+		case n > 0:
+			// More bytes than the one expected: ignore them and wait for EOF.
+		case n == 0 && started:
+			return nil
+		case err != nil && !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR):
+			return fmt.Errorf("read exec fifo: %w", err)
+		}
+		// n == 0 before any writer came (a FIFO reads as EOF then), or EAGAIN: wait. A FIFO
+		// polls as neither readable nor hung up until a writer has opened it.
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		timeout := 100 // ms; only for ctx and the deadline, events end the wait
+		if w.pidfd >= 0 {
+			pfd = append(pfd, unix.PollFd{Fd: int32(w.pidfd), Events: unix.POLLIN})
+		} else {
+			timeout = 2
+		}
+		if _, err := unix.Poll(pfd, timeout); err != nil && !errors.Is(err, unix.EINTR) {
+			return fmt.Errorf("poll exec fifo: %w", err)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if started {
+			if time.Now().After(deadline) {
+				return nil
+			}
+			continue
+		}
+		if pfd[0].Revents != 0 {
+			continue // read it
+		}
+		exited := false
+		if w.pidfd >= 0 {
+			exited = pfd[1].Revents != 0
+		} else {
+			exited = !w.st.alive()
+		}
+		if exited {
+			// One last look: it may have written before exiting.
+			if n, _ := unix.Read(fd, buf[:]); n > 0 {
+				return nil
+			}
+			return fmt.Errorf("container init exited before start: %w", errdefs.ErrFailedPrecondition)
+		}
+	}
 }
 
 // State returns the OCI state of the container.
@@ -610,6 +715,15 @@ func (r *Runtime) Kill(_ context.Context, id string, sig syscall.Signal, all boo
 func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 	st, err := r.load(id)
 	if err != nil {
+		if force && errors.Is(err, errCorruptState) {
+			// Left by a host crash (the processes it described are gone with it); the cgroup
+			// cannot be known, so only the state goes.
+			r.log().Warn("delete: removing unreadable container state", "container", id, "err", err)
+			if err := os.RemoveAll(r.dir(id)); err != nil {
+				return fmt.Errorf("delete container %s state: %w", id, err)
+			}
+			return nil
+		}
 		return err
 	}
 	status := r.status(st)
@@ -639,9 +753,9 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 		// outlive the container.
 		_ = st.Cgroup.killAll(unix.SIGKILL)
 	}
-	if sp, err := r.loadSpec(id); err == nil && sp.Hooks != nil {
+	if hooks := r.specInfo(st).Poststop; len(hooks) > 0 {
 		state := specs.State{Version: specs.Version, ID: id, Status: specs.StateStopped, Bundle: st.Bundle, Annotations: st.Annotations}
-		if err := runHooks(ctx, sp.Hooks.Poststop, state); err != nil {
+		if err := runHooks(ctx, hooks, state); err != nil {
 			r.log().Warn("poststop hook failed", "container", id, "err", err)
 		}
 	}
@@ -786,7 +900,16 @@ func (r *Runtime) Exec(ctx context.Context, id string, p specs.Process, opts Exe
 	if err := st.Cgroup.addProc(ch.pid); err != nil {
 		return 0, fmt.Errorf("join cgroup: %w", err)
 	}
-	if err := ch.enc.Encode(initConfig{Mode: initModeExec, ID: id, Spec: sp, Console: opts.ConsoleSocket != ""}); err != nil {
+	ecfg := initConfig{Mode: initModeExec, ID: id, Spec: sp, Console: opts.ConsoleSocket != ""}
+	if sp.Linux != nil && sp.Linux.Seccomp != nil {
+		if ecfg.Seccomp, err = r.seccompFor(sp.Linux.Seccomp); err != nil {
+			return 0, err
+		}
+		lx := *sp.Linux
+		lx.Seccomp = nil
+		sp.Linux = &lx
+	}
+	if err := ch.enc.Encode(ecfg); err != nil {
 		return 0, fmt.Errorf("send config to exec process: %w", err)
 	}
 	// The child closes its end on successful execve (the descriptor is close-on-exec), so EOF

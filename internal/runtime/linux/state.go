@@ -14,7 +14,6 @@ import (
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 )
 
 // containerState is persisted as <root>/<id>/state.json. It is written by Create and read by
@@ -29,9 +28,31 @@ type containerState struct {
 	Owner       string            `json:"owner"`
 	Annotations map[string]string `json:"annotations,omitempty"`
 	Cgroup      cgroupState       `json:"cgroup"`
-	// InitExe identifies the init binary (device, inode) so Start can tell when the user's
-	// process has replaced it.
-	InitExe [2]uint64 `json:"initExe"`
+	// Spec is what Start and Delete need from the spec, so that they need not read and parse
+	// config.json (with its seccomp profile) on every container's way in and out. Nil in state
+	// written by older versions, where they fall back to config.json.
+	Spec *specInfo `json:"spec,omitempty"`
+}
+
+type specInfo struct {
+	NoProcess bool         `json:"noProcess,omitempty"`
+	Poststart []specs.Hook `json:"poststart,omitempty"`
+	Poststop  []specs.Hook `json:"poststop,omitempty"`
+}
+
+// specInfo returns st.Spec, or reads it from the container's config.json for old state.
+func (r *Runtime) specInfo(st *containerState) *specInfo {
+	if st.Spec != nil {
+		return st.Spec
+	}
+	info := &specInfo{}
+	if sp, err := r.loadSpec(st.ID); err == nil {
+		info.NoProcess = sp.Process == nil || len(sp.Process.Args) == 0
+		if sp.Hooks != nil {
+			info.Poststart, info.Poststop = sp.Hooks.Poststart, sp.Hooks.Poststop
+		}
+	}
+	return info
 }
 
 var idPattern = regexp.MustCompile(`^[\w+\-.]+$`)
@@ -66,10 +87,14 @@ func (r *Runtime) load(id string) (*containerState, error) {
 	}
 	var st containerState
 	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("decode state of %s: %w", id, err)
+		return nil, fmt.Errorf("decode state of %s: %v: %w", id, err, errCorruptState)
 	}
 	return &st, nil
 }
+
+// errCorruptState marks a state file that cannot be decoded: state files are written without
+// fsync (see writeStateFile), so a host crash can leave one empty.
+var errCorruptState = errors.New("corrupt container state")
 
 func (r *Runtime) loadSpec(id string) (*specs.Spec, error) {
 	b, err := os.ReadFile(filepath.Join(r.dir(id), "config.json"))
@@ -84,8 +109,22 @@ func (r *Runtime) loadSpec(id string) (*specs.Spec, error) {
 }
 
 // writeFileAtomic writes data to path via a temporary file, fsync and rename, so readers see
-// either the old or the new content, never a torn one.
+// either the old or the new content, never a torn one, even after a host crash.
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	return writeFileRename(path, data, perm, true)
+}
+
+// writeStateFile is writeFileAtomic without the fsync, for the container state under Root.
+// That state describes processes, which a host crash ends anyway: after a reboot a state file
+// names a dead init (its start time cannot match) and reads as stopped, whatever its content,
+// and Root normally lives on a tmpfs (/run) where fsync does nothing. Against a crash of the
+// writing process alone the rename suffices: the page cache is shared. What outlives a host
+// crash (the daemon's records in bbolt) is written durably by its owner.
+func writeStateFile(path string, data []byte, perm os.FileMode) error {
+	return writeFileRename(path, data, perm, false)
+}
+
+func writeFileRename(path string, data []byte, perm os.FileMode, sync bool) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
@@ -95,7 +134,7 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	if werr == nil {
 		werr = f.Chmod(perm)
 	}
-	if werr == nil {
+	if werr == nil && sync {
 		werr = f.Sync()
 	}
 	if cerr := f.Close(); werr == nil {
@@ -116,7 +155,7 @@ func (r *Runtime) save(st *containerState) error {
 	if err != nil {
 		return fmt.Errorf("encode state: %w", err)
 	}
-	return writeFileAtomic(filepath.Join(r.dir(st.ID), "state.json"), b, 0o600)
+	return writeStateFile(filepath.Join(r.dir(st.ID), "state.json"), b, 0o600)
 }
 
 // procStartTime returns field 22 (starttime) of /proc/<pid>/stat and whether the process is a
@@ -172,12 +211,3 @@ func (r *Runtime) status(st *containerState) specs.ContainerState {
 
 // StatePaused is runc's extra status for a frozen container.
 const StatePaused specs.ContainerState = "paused"
-
-// exeID returns the (device, inode) of the executable of pid.
-func exeID(pid int) ([2]uint64, error) {
-	var st unix.Stat_t
-	if err := unix.Stat("/proc/"+strconv.Itoa(pid)+"/exe", &st); err != nil {
-		return [2]uint64{}, err
-	}
-	return [2]uint64{st.Dev, st.Ino}, nil
-}
