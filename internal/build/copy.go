@@ -4,11 +4,13 @@ import (
 	"archive/tar"
 	"bufio"
 	"compress/bzip2"
+
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/ulikunitz/xz"
 	"hash"
 	"io"
 	"io/fs"
@@ -386,7 +388,7 @@ func applyTree(ctx context.Context, rootfs, dir string, own *owner, s source, na
 	return nil
 }
 
-// unpackArchive extracts s into dest if it is a tar (plain, gzip, bzip2 or zstd), as ADD does.
+// unpackArchive extracts s into dest if it is a tar (plain, gzip, bzip2, xz or zstd), as ADD does.
 // It reports false for any other file, which ADD then copies as is.
 func unpackArchive(ctx context.Context, rootfs, dest string, own *owner, s source) (bool, error) {
 	f, err := fsutil.OpenInRoot(s.root, s.rel, os.O_RDONLY|int(noFollow))
@@ -395,11 +397,18 @@ func unpackArchive(ctx context.Context, rootfs, dest string, own *owner, s sourc
 	}
 	defer f.Close()
 	br := bufio.NewReaderSize(f, 64<<10)
-	head, _ := br.Peek(3)
+	head, _ := br.Peek(6)
 	var r io.Reader = br
-	if string(head) == "BZh" {
+	switch {
+	case len(head) >= 3 && string(head[:3]) == "BZh":
 		r = bzip2.NewReader(br)
-	} else {
+	case len(head) >= 6 && string(head) == "\xfd7zXZ\x00":
+		xr, err := xz.NewReader(br)
+		if err != nil {
+			return false, nil
+		}
+		r = xr
+	default:
 		dr, _, err := archive.Decompress(br)
 		if err != nil {
 			return false, nil

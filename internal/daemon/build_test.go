@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"github.com/ulikunitz/xz"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -269,9 +270,21 @@ func TestBuildScratchAddChown(t *testing.T) {
 	_, _ = tw.Write([]byte("pkg"))
 	_ = tw.Close()
 	_ = gz.Close()
+	var txz bytes.Buffer
+	xw, err := xz.NewWriter(&txz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw = tar.NewWriter(xw)
+	_ = tw.WriteHeader(&tar.Header{Name: "xzfile", Mode: 0o644, Size: 2, Typeflag: tar.TypeReg})
+	_, _ = tw.Write([]byte("xz"))
+	_ = tw.Close()
+	_ = xw.Close()
 	df := `FROM busybox AS tools
 RUN echo "svc:x:700:701::/:/bin/sh" >> /etc/passwd && echo "grp:x:702:" >> /etc/group
 ADD p.tgz /opt/
+ADD p.txz /opt/
+RUN [ "$(cat /opt/xzfile)" = "xz" ]
 COPY --chown=svc:grp f.txt /owned/
 RUN [ "$(stat -c %u:%g /owned/f.txt)" = "700:702" ]
 USER svc
@@ -282,7 +295,7 @@ COPY --from=tools /bin/busybox /bin/sh
 COPY --from=tools /opt/pkg/file /tmp/me /owned/f.txt /out/
 CMD ["/bin/sh", "-c", "read a < /out/file; read b < /out/me; read c < /out/f.txt; echo $a $b $c"]
 `
-	_, out, err := doBuild(t, d, api.BuildOptions{Tags: []string{"scr"}}, []ctxFile{{name: "Dockerfile", body: df}, {name: "p.tgz", body: tgz.String()}, {name: "f.txt", body: "F"}})
+	_, out, err := doBuild(t, d, api.BuildOptions{Tags: []string{"scr"}}, []ctxFile{{name: "Dockerfile", body: df}, {name: "p.tgz", body: tgz.String()}, {name: "p.txz", body: txz.String()}, {name: "f.txt", body: "F"}})
 	if err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
