@@ -13,7 +13,6 @@ import (
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"go.etcd.io/bbolt"
 )
 
 // BuildCommitOptions describe one step of a Dockerfile build: a new image on a parent (or on
@@ -110,11 +109,8 @@ func (s *Service) BuildCommit(ctx context.Context, o BuildCommitOptions) (string
 	for _, l := range layers {
 		rec.Size += l.Size
 	}
-	if rec.Manifest, err = s.writeManifest(rec, ls); err != nil {
+	if err := s.recordImage(rec, nil, ls); err != nil {
 		return "", err
-	}
-	if err := s.db.Update(func(tx *bbolt.Tx) error { return putImage(tx, rec) }); err != nil {
-		return "", fmt.Errorf("record image %s: %w", id, err)
 	}
 	return id.String(), nil
 }

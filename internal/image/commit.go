@@ -17,10 +17,8 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/distribution/reference"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
-	"github.com/moby/moby/api/types/events"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"go.etcd.io/bbolt"
 )
 
 // CommitOptions describe a new image made from a container's changes.
@@ -113,25 +111,8 @@ func (s *Service) Commit(ctx context.Context, o CommitOptions) (string, error) {
 	for _, l := range layers {
 		rec.Size += l.Size
 	}
-	if tag != nil {
-		rec.LastTagTime = created
-	}
-	if rec.Manifest, err = s.writeManifest(rec, ls); err != nil {
+	if err := s.recordImage(rec, tag, ls); err != nil {
 		return "", err
-	}
-	if err := s.db.Update(func(tx *bbolt.Tx) error {
-		if err := putImage(tx, rec); err != nil {
-			return err
-		}
-		if tag != nil {
-			return putRef(tx, tag.String(), refRecord{ID: id, Created: created})
-		}
-		return nil
-	}); err != nil {
-		return "", fmt.Errorf("record image %s: %w", id, err)
-	}
-	if tag != nil {
-		s.publish(events.ActionTag, id.String(), eventAttrs(cfg.Labels, reference.FamiliarString(tag)))
 	}
 	return id.String(), nil
 }

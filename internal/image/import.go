@@ -8,11 +8,9 @@ import (
 	"fmt"
 	"io"
 	"runtime"
-	"strconv"
 	"time"
 
 	"github.com/berth-dev/berth/internal/archive"
-	"github.com/containerd/errdefs"
 	"github.com/distribution/reference"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/moby/moby/api/types/events"
@@ -95,100 +93,59 @@ func (s *Service) ImageImport(ctx context.Context, src io.Reader, ref string, ch
 		Labels:  ic.Labels,
 		Size:    layer.Size,
 	}
-	if tag != nil {
-		rec.LastTagTime = created
-	}
-	if rec.Manifest, err = s.writeManifest(rec, ls); err != nil {
+	if err := s.recordImage(rec, tag, ls); err != nil {
 		return "", err
+	}
+	s.publish(events.ActionImport, id.String(), eventAttrs(ic.Labels, id.String()))
+	return id.String(), nil
+}
+
+// recordImage finishes a new image whose config blob is stored: it writes the manifest, then
+// records the image and, when tag is set, its name in one transaction (so a name never points at
+// a missing image), and announces the tag.
+func (s *Service) recordImage(rec *imageRecord, tag reference.NamedTagged, ls *lease) error {
+	if tag != nil {
+		rec.LastTagTime = rec.Created
+	}
+	var err error
+	if rec.Manifest, err = s.writeManifest(rec, ls); err != nil {
+		return err
 	}
 	if err := s.db.Update(func(tx *bbolt.Tx) error {
 		if err := putImage(tx, rec); err != nil {
 			return err
 		}
 		if tag != nil {
-			return putRef(tx, tag.String(), refRecord{ID: id, Created: created})
+			return putRef(tx, tag.String(), refRecord{ID: rec.ID, Created: rec.Created})
 		}
 		return nil
 	}); err != nil {
-		return "", fmt.Errorf("record image %s: %w", id, err)
+		return fmt.Errorf("record image %s: %w", rec.ID, err)
 	}
 	if tag != nil {
-		s.publish(events.ActionTag, id.String(), eventAttrs(ic.Labels, reference.FamiliarString(tag)))
+		s.publish(events.ActionTag, rec.ID.String(), eventAttrs(rec.Labels, reference.FamiliarString(tag)))
 	}
-	s.publish(events.ActionImport, id.String(), eventAttrs(ic.Labels, id.String()))
-	return id.String(), nil
+	return nil
 }
 
-// importLayer streams src (decompressed) into both a new blob and a temporary snapshot, then
-// commits the snapshot under the layer's chainID (= diffID for a single layer).
+// importLayer decompresses src and stores it as a first layer: one pass writes the blob and
+// unpacks the snapshot, committed under the layer's chainID (= its diffID).
 func (s *Service) importLayer(ctx context.Context, src io.Reader, ls *lease, progress Progress) (layerRecord, error) {
-	var l layerRecord
-	key := unpackPrefix + randomHex(8)
-	s.pin(snapKey(key))
-	defer s.unpin(snapKey(key))
-	if _, err := s.snap.Prepare(ctx, key, "", nil); err != nil {
-		return l, fmt.Errorf("prepare import snapshot: %w", err)
-	}
-	committed := false
-	defer func() {
-		if !committed {
-			if err := s.snap.Remove(context.WithoutCancel(ctx), key); err != nil && !errdefs.IsNotFound(err) {
-				s.log.Warn("remove failed import snapshot", "key", key, "err", err)
-			}
-		}
-	}()
-	dir, err := s.snap.UpperDir(ctx, key)
-	if err != nil {
-		return l, fmt.Errorf("snapshot %s: %w", key, err)
-	}
 	var in io.Reader = bufio.NewReaderSize(src, copyBufSize)
 	if progress != nil {
 		in = &progressReader{r: in, id: "", status: "Importing", fn: progress}
 	}
 	dr, _, err := archive.Decompress(in)
 	if err != nil {
-		return l, errInvalid("import: %v", err)
+		return layerRecord{}, errInvalid("import: %v", err)
 	}
 	defer dr.Close()
-	bw, err := s.content.writer()
-	if err != nil {
-		return l, err
-	}
-	defer bw.close()
-	tee := io.TeeReader(dr, bw)
-	ar, err := archive.Apply(ctx, dir, tee, archive.ApplyOptions{Overlay: true})
+	l, err := s.commitLayer(ctx, nil, dr, ls)
 	if err != nil {
 		return l, fmt.Errorf("import: %w", err)
-	}
-	if _, err := io.Copy(io.Discard, tee); err != nil {
-		return l, fmt.Errorf("import: %w", err)
-	}
-	dg, n, err := bw.commit("", ls.blob)
-	if err != nil {
-		return l, err
-	}
-	ls.snap(dg.String())
-	labels := map[string]string{
-		labelLayer:   dg.String(),
-		labelTarSize: strconv.FormatInt(n, 10),
-		labelSize:    strconv.FormatInt(ar.Size, 10),
-	}
-	if err := s.snap.Commit(ctx, dg.String(), key, labels); err != nil {
-		if !errdefs.IsAlreadyExists(err) {
-			return l, fmt.Errorf("commit import snapshot: %w", err)
-		}
-		// The same tar was imported before: its layer is already unpacked.
-	} else {
-		committed = true
 	}
 	if progress != nil {
-		progress(jsonstream.Message{Status: "Imported", Progress: &jsonstream.Progress{Current: n, Total: n}})
+		progress(jsonstream.Message{Status: "Imported", Progress: &jsonstream.Progress{Current: l.TarSize, Total: l.TarSize}})
 	}
-	return layerRecord{
-		Blob:    ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: dg, Size: n},
-		DiffID:  dg,
-		ChainID: dg,
-		TarSize: n,
-		Size:    ar.Size,
-	}, nil
+	return l, nil
 }
