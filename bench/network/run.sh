@@ -3,8 +3,8 @@
 # from Debian). iperf3 runs from the host inside the containers' network namespaces (nsenter),
 # so both engines are measured on the same binary and only their datapaths differ:
 #   - container -> container on one user network (veth, bridge, nftables forward chain);
-#   - host -> published port at 127.0.0.1 (berth: userland proxy; podman: DNAT) and at the
-#     host's own address (both: DNAT in the output hook);
+#   - host -> published port at 127.0.0.1 and at the host's own address (both engines: DNAT in
+#     the output hook; 127.0.0.1 with route_localnet on the bridge and masquerade);
 #   - the time networking adds to `run --rm busybox true` (bridge against --network none).
 # Everything stays on this host. Prints a Markdown table; usage: bench/network/run.sh [N] [SECS]
 # podman keeps global state outside --root (/dev/shm/libpod_lock, /run/libpod, netavark's

@@ -58,6 +58,14 @@ func TestMain(m *testing.M) {
 // removes every container (so no shim, mount or cgroup survives) and closes the store.
 func newTestDaemon(t *testing.T) *Daemon {
 	t.Helper()
+	d, _ := newTestDaemonCancel(t)
+	return d
+}
+
+// newTestDaemonCancel is newTestDaemon that also returns the cancel function of the daemon's
+// lifetime context, for tests that simulate the daemon dying.
+func newTestDaemonCancel(t *testing.T) (*Daemon, context.CancelFunc) {
+	t.Helper()
 	testutil.RequireRoot(t)
 	testutil.RequireBusybox(t)
 	bin := berthBinary(t)
@@ -92,7 +100,7 @@ func newTestDaemon(t *testing.T) *Daemon {
 	if _, err := d.images.ImageImport(ctx, bytes.NewReader(testutil.BusyboxTar(t)), "busybox:latest", []string{`CMD ["sh"]`}, "", nil); err != nil {
 		t.Fatal(err)
 	}
-	return d
+	return d, cancel
 }
 
 // run creates and starts a container and waits for it to exit, returning its exit code and
@@ -241,7 +249,7 @@ func TestContainerStopKillRemove(t *testing.T) {
 }
 
 func TestDaemonRestartKeepsContainers(t *testing.T) {
-	d := newTestDaemon(t)
+	d, die := newTestDaemonCancel(t)
 	ctx := context.Background()
 	mk := func(name string, cmd ...string) {
 		if _, err := d.ContainerCreate(ctx, name, &mcontainer.Config{Image: "busybox", Cmd: cmd}, nil, nil); err != nil {
@@ -258,7 +266,7 @@ func TestDaemonRestartKeepsContainers(t *testing.T) {
 
 	// The daemon goes away without touching its containers, as with SIGKILL.
 	cfg := d.cfg
-	stopMonitors(d)
+	stopMonitors(d, die)
 	time.Sleep(1500 * time.Millisecond) // "short" exits while no daemon runs
 
 	ctx2, cancel := context.WithCancel(context.Background())
@@ -300,11 +308,10 @@ func TestDaemonRestartKeepsContainers(t *testing.T) {
 }
 
 // stopMonitors makes a daemon forget its containers' shims as a killed daemon would: its
-// monitors stop, the store closes, the containers keep running.
-func stopMonitors(d *Daemon) {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	d.ctx = ctx
+// monitors stop (die cancels the context they wait with, so none of them records an exit or
+// removes a shim directory), the store closes, the containers keep running.
+func stopMonitors(d *Daemon, die context.CancelFunc) {
+	die()
 	for _, c := range d.ctrs.all() {
 		c.mu.Lock()
 		c.shim = nil

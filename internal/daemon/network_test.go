@@ -161,7 +161,7 @@ func tag(t *testing.T) string {
 }
 
 func TestNetworkPublish(t *testing.T) {
-	d := newTestDaemon(t)
+	d, die := newTestDaemonCancel(t)
 	tg := tag(t)
 	hostAddr := fmt.Sprintf("198.18.%d.%d", crc32.ChecksumIEEE([]byte(tg))%250+1, 1)
 	testLink(t, "bd"+tg, hostAddr+"/32")
@@ -246,7 +246,7 @@ func TestNetworkPublish(t *testing.T) {
 	startCtr(t, d, "peer", &mcontainer.HostConfig{NetworkMode: "rs"}, &mcontainer.Config{Cmd: []string{"sleep", "1000"}}, nil)
 	cfg := d.cfg
 	d.net.Close()
-	stopMonitors(d)
+	stopMonitors(d, die)
 	ctx2, cancel := context.WithCancel(context.Background())
 	d2, err := newDaemon(ctx2, cfg)
 	if err != nil {

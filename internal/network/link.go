@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -37,7 +38,27 @@ func ensureBridge(name string, gw netip.Prefix, mtu int) (netlink.Link, error) {
 	if err := netlink.LinkSetUp(l); err != nil {
 		return nil, fmt.Errorf("bring up bridge %s: %w", name, err)
 	}
+	// The host's connections to 127.0.0.1 on a published port are DNATed to a container and
+	// leave through the bridge with a loopback source (masqueraded after routing): the kernel
+	// refuses to route those unless route_localnet is on for the bridge. The guard chain of
+	// berth's table drops loopback-addressed packets that come in on the bridge.
+	if err := setSysctl("net/ipv4/conf/"+name+"/route_localnet", "1"); err != nil {
+		return nil, fmt.Errorf("bridge %s: %w", name, err)
+	}
 	return l, nil
+}
+
+// setSysctl writes value to /proc/sys/<key> unless it holds it already (a read is cheaper than
+// a write, which notifies the kernel's listeners).
+func setSysctl(key, value string) error {
+	p := "/proc/sys/" + key
+	if b, err := os.ReadFile(p); err == nil && strings.TrimSpace(string(b)) == value {
+		return nil
+	}
+	if err := os.WriteFile(p, []byte(value+"\n"), 0o644); err != nil {
+		return fmt.Errorf("set %s: %w", key, err)
+	}
+	return nil
 }
 
 // deleteLink removes a link by name; a missing link is not an error.
@@ -67,19 +88,20 @@ type ifaceConfig struct {
 // under its final name (no move, no rename: each costs a round of the kernel's link
 // notifications), puts the host end on the bridge, and configures the container end: address,
 // MAC, MTU and (optionally) the default route.
-func attachVeth(nsPath string, cfg ifaceConfig) (retErr error) {
-	br, err := netlink.LinkByName(cfg.Bridge)
-	if err != nil {
-		return fmt.Errorf("bridge %s: %w", cfg.Bridge, err)
-	}
+//
+// The host end is created up and on the bridge in the same request; the container end needs
+// three more (address, up, route) on a handle inside the namespace. bridgeIndex is the
+// bridge's interface index, as ensureBridge returned it.
+func attachVeth(nsPath string, bridgeIndex int, cfg ifaceConfig) (retErr error) {
 	ns, err := netns.GetFromPath(nsPath)
 	if err != nil {
 		return fmt.Errorf("open netns %s: %w", nsPath, err)
 	}
 	defer ns.Close()
 	v := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: cfg.HostVeth, MTU: cfg.MTU, MasterIndex: br.Attrs().Index, TxQLen: -1},
+		LinkAttrs:     netlink.LinkAttrs{Name: cfg.HostVeth, MTU: cfg.MTU, MasterIndex: bridgeIndex, TxQLen: -1, Flags: net.FlagUp},
 		PeerName:      cfg.IfName,
+		PeerTxQLen:    -1, // the kernel default, as the host end (0 would be the struct default)
 		PeerNamespace: netlink.NsFd(ns),
 	}
 	if mac, err := net.ParseMAC(cfg.MAC); err == nil {
@@ -113,13 +135,6 @@ func attachVeth(nsPath string, cfg ifaceConfig) (retErr error) {
 		if err := h.RouteReplace(r); err != nil {
 			return fmt.Errorf("default route via %s: %w", cfg.Gateway, err)
 		}
-	}
-	hl, err := netlink.LinkByName(cfg.HostVeth)
-	if err != nil {
-		return err
-	}
-	if err := netlink.LinkSetUp(hl); err != nil {
-		return fmt.Errorf("bring up %s: %w", cfg.HostVeth, err)
 	}
 	return nil
 }
@@ -208,11 +223,7 @@ func removeNetns(path string) error {
 
 // enableForwarding turns on IPv4 forwarding, without which nothing leaves a bridge.
 func enableForwarding() error {
-	const p = "/proc/sys/net/ipv4/ip_forward"
-	if b, err := os.ReadFile(p); err == nil && len(b) > 0 && b[0] == '1' {
-		return nil
-	}
-	return os.WriteFile(p, []byte("1\n"), 0o644)
+	return setSysctl("net/ipv4/ip_forward", "1")
 }
 
 // hostRoutes lists the IPv4 destinations routed on the host, so new subnets avoid them.

@@ -30,16 +30,21 @@ type rulePort struct {
 // the kernel applies it atomically, so packets never see a half-built table.
 //
 // The table holds:
+//   - guard (filter, prerouting at raw priority, before conntrack): packets that come in on a
+//     berth bridge with a loopback source or destination are dropped. The bridges have
+//     route_localnet on (so DNATed loopback connections can leave through them), and without
+//     this a container could address the host's 127.0.0.0/8 services;
 //   - prerouting (dstnat): packets that come in on a berth bridge are left alone (a container
 //     reaching a published port through the host's address goes through the userland proxy,
 //     which keeps inter-network isolation intact); other packets to a local address and a
 //     published port are DNATed to the container;
-//   - output (dstnat): the host's own connections to a published port on one of its
-//     non-loopback addresses get the same DNAT;
+//   - output (dstnat): the host's own connections to a published port, 127.0.0.0/8 included,
+//     get the same DNAT, so the kernel rather than the proxy carries them;
 //   - forward (filter): packets between two different berth networks are dropped, and packets
 //     into or out of an internal network other than within its own bridge are dropped;
 //   - postrouting (srcnat): traffic from a non-internal network leaving through another
-//     interface is masqueraded.
+//     interface is masqueraded, and so are DNATed host connections from a loopback source
+//     leaving through a bridge (the container could not answer 127.0.0.1).
 func syncRules(table string, nets []ruleNet, ports []rulePort) error {
 	c, err := nftables.New()
 	if err != nil {
@@ -52,6 +57,8 @@ func syncRules(table string, nets []ruleNet, ports []rulePort) error {
 	c.DelTable(t)
 	c.AddTable(t)
 	accept := nftables.ChainPolicyAccept
+	guard := c.AddChain(&nftables.Chain{Name: "guard", Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRaw, Policy: &accept})
 	pre := c.AddChain(&nftables.Chain{Name: "prerouting", Table: t, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest, Policy: &accept})
 	fwd := c.AddChain(&nftables.Chain{Name: "forward", Table: t, Type: nftables.ChainTypeFilter,
@@ -61,7 +68,11 @@ func syncRules(table string, nets []ruleNet, ports []rulePort) error {
 	post := c.AddChain(&nftables.Chain{Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource, Policy: &accept})
 
+	lo := netip.MustParsePrefix("127.0.0.0/8")
 	for _, n := range nets {
+		for _, off := range []uint32{12, 16} {
+			c.AddRule(&nftables.Rule{Table: t, Chain: guard, Exprs: append(append(ifname(expr.MetaKeyIIFNAME, n.Bridge, true), addrMatch(off, lo)...), &expr.Verdict{Kind: expr.VerdictDrop})})
+		}
 		c.AddRule(&nftables.Rule{Table: t, Chain: pre, Exprs: append(ifname(expr.MetaKeyIIFNAME, n.Bridge, true), &expr.Verdict{Kind: expr.VerdictReturn})})
 	}
 	for _, p := range ports {
@@ -69,18 +80,15 @@ func syncRules(table string, nets []ruleNet, ports []rulePort) error {
 		if p.Proto == "udp" {
 			proto = unix.IPPROTO_UDP
 		}
-		var ex []expr.Any
-		if p.HostIP.IsLoopback() {
-			continue // only the userland proxy serves loopback addresses
-		}
+		var dst []expr.Any
 		if p.HostIP.IsValid() && !p.HostIP.IsUnspecified() {
-			ex = append(ex, addrMatch(16, netip.PrefixFrom(p.HostIP, 32))...)
+			dst = addrMatch(16, netip.PrefixFrom(p.HostIP, 32))
 		} else {
-			ex = append(ex,
+			dst = []expr.Any{
 				&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.NativeEndian.AppendUint32(nil, unix.RTN_LOCAL)})
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.NativeEndian.AppendUint32(nil, unix.RTN_LOCAL)}}
 		}
-		ex = append(ex,
+		ex := append(dst,
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
@@ -89,14 +97,18 @@ func syncRules(table string, nets []ruleNet, ports []rulePort) error {
 			&expr.Immediate{Register: 2, Data: binary.BigEndian.AppendUint16(nil, p.CtrPort)},
 			&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
 		)
-		c.AddRule(&nftables.Rule{Table: t, Chain: pre, Exprs: ex})
-		// The host's own connections to its non-loopback addresses take the same kernel path
-		// (127.0.0.0/8 is left to the userland proxy: DNAT from loopback needs route_localnet).
-		lo := netip.MustParsePrefix("127.0.0.0/8")
-		outEx := append(addrMatch(16, lo)[:2:2], &expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: lo.Addr().AsSlice()})
-		c.AddRule(&nftables.Rule{Table: t, Chain: out, Exprs: append(outEx, ex...)})
+		// The host's own connections, to any of its addresses (127.0.0.0/8 included), take the
+		// kernel path; the userland proxy still holds the port and serves containers.
+		c.AddRule(&nftables.Rule{Table: t, Chain: out, Exprs: ex})
+		if !p.HostIP.IsLoopback() {
+			// A loopback address is not reachable from outside; only the output hook needs it.
+			c.AddRule(&nftables.Rule{Table: t, Chain: pre, Exprs: ex})
+		}
 	}
 	for _, a := range nets {
+		// The host's DNATed connections from 127.0.0.1: the container must see (and answer) an
+		// address it can route, the bridge's.
+		c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: append(append(addrMatch(12, lo), ifname(expr.MetaKeyOIFNAME, a.Bridge, true)...), &expr.Masq{})})
 		if a.Internal {
 			// In on the bridge and out elsewhere, or in elsewhere and out on the bridge.
 			c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: append(append(ifname(expr.MetaKeyIIFNAME, a.Bridge, true), ifname(expr.MetaKeyOIFNAME, a.Bridge, false)...), &expr.Verdict{Kind: expr.VerdictDrop})})

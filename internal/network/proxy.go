@@ -12,10 +12,12 @@ import (
 	"time"
 )
 
-// proxy forwards one published port from the host's sockets to the container. It serves what
-// DNAT cannot: connections from the host itself to 127.0.0.1 or its own addresses, and from
-// containers to a published port on the host's address. Holding the host port also reserves
-// it, so a second container cannot publish the same port.
+// proxy forwards one published port from the host's sockets to the container. Holding the host
+// port reserves it, so a second container (or another program) cannot publish the same port,
+// as docker-proxy does. It carries what the kernel's DNAT leaves to it: containers reaching a
+// published port through the host's address (the prerouting chain does not DNAT packets from
+// berth's bridges, which keeps networks isolated), and the host's connections should the
+// nftables table be missing.
 type proxy struct {
 	tcp    net.Listener
 	udp    net.PacketConn
