@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	mcontainer "github.com/moby/moby/api/types/container"
 	"log/slog"
 	"net"
 	"net/http"
@@ -182,6 +183,7 @@ func Run(ctx context.Context, cfg Config) error {
 		_ = srv.Close()
 	}
 	wg.Wait()
+	d.releaseHostState()
 	for _, s := range specs {
 		if s.network == "unix" {
 			_ = os.Remove(s.address)
@@ -238,6 +240,38 @@ func newDaemon(ctx context.Context, cfg Config) (*Daemon, error) {
 		d.log.Warn("reconcile networks", "err", err)
 	}
 	return d, nil
+}
+
+// releaseHostState removes what the daemon made on the host for containers (bridges, the
+// nftables table, the parent cgroup) when no container still runs: running containers keep
+// their networking across a daemon restart, but a daemon stopped with none leaves nothing.
+func (d *Daemon) releaseHostState() {
+	for _, c := range d.ctrs.all() {
+		c.mu.Lock()
+		live := c.running() || c.rec.State.Status == mcontainer.StateRestarting
+		c.mu.Unlock()
+		if live {
+			d.log.Info("containers still run: keeping their networks and cgroups")
+			return
+		}
+	}
+	if d.net != nil {
+		if err := d.net.Teardown(); err != nil {
+			d.log.Warn("remove networking state", "err", err)
+		}
+	}
+	removeCgroupDirs(d.cgroupParent())
+}
+
+// removeCgroupDirs removes an empty cgroup directory in every hierarchy (v1) or the unified one.
+func removeCgroupDirs(path string) {
+	_ = os.Remove(filepath.Join("/sys/fs/cgroup", path))
+	ents, _ := os.ReadDir("/sys/fs/cgroup")
+	for _, e := range ents {
+		if e.IsDir() {
+			_ = os.Remove(filepath.Join("/sys/fs/cgroup", e.Name(), path))
+		}
+	}
 }
 
 func (d *Daemon) close() {

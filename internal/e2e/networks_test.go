@@ -5,6 +5,9 @@ import (
 	"hash/crc32"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -114,5 +117,33 @@ func TestDockerNetworks(t *testing.T) {
 	}
 	if ls := d.mustDocker(t, nil, "network", "ls", "-q"); len(strings.Fields(ls)) != 3 {
 		t.Fatalf("networks left: %q", ls)
+	}
+}
+
+// TestStopLeavesNothing: once its containers are removed, a daemon stopped with SIGTERM leaves
+// no bridge, nftables table, network namespace or cgroup behind.
+func TestStopLeavesNothing(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t)
+	d.importBusybox(t, "busybox:latest")
+	d.mustDocker(t, nil, "network", "create", "leftnet")
+	d.mustDocker(t, nil, "run", "-d", "--name", "left-a", "-p", "127.0.0.1::80", "busybox", "sleep", "100")
+	d.mustDocker(t, nil, "run", "-d", "--name", "left-b", "--network", "leftnet", "busybox", "sleep", "100")
+	d.mustDocker(t, nil, "rm", "-f", "left-a", "left-b")
+	d.stop(t)
+	links, _ := exec.Command("ip", "-o", "link", "show").Output()
+	for _, l := range strings.Split(string(links), "\n") {
+		if strings.Contains(l, "be"+d.netTag) || strings.Contains(l, "e"+d.netTag+"-") {
+			t.Errorf("link left behind: %s", l)
+		}
+	}
+	if out, _ := exec.Command("nft", "list", "tables").Output(); strings.Contains(string(out), "berth-e"+d.netTag) {
+		t.Errorf("nftables table left behind:\n%s", out)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(d.execRoot, "netns")); len(ents) != 0 {
+		t.Errorf("%d network namespaces left behind", len(ents))
+	}
+	if _, err := os.Stat(filepath.Join("/sys/fs/cgroup/pids", d.cgroupParent)); err == nil {
+		t.Errorf("cgroup %s left behind", d.cgroupParent)
 	}
 }
