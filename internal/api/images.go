@@ -274,8 +274,8 @@ func (s *server) imageCreate(ctx context.Context, w http.ResponseWriter, r *http
 	if err := parseForm(r); err != nil {
 		return err
 	}
-	if img := r.Form.Get("fromImage"); img != "" {
-		return notImplemented(fmt.Errorf("pulling images is not implemented in berth yet (%s); use `berth load` or `berth import`", img))
+	if r.Form.Get("fromImage") != "" {
+		return s.imagePull(ctx, w, r)
 	}
 	src := r.Form.Get("fromSrc")
 	switch src {

@@ -29,7 +29,9 @@ const (
 
 // Config is what the API server is built from. Nil backends make their endpoints answer 501.
 type Config struct {
-	Images     ImageBackend
+	Images ImageBackend
+	// Registry serves pull, push and /auth; when nil, Images is used if it implements it.
+	Registry   RegistryBackend
 	Containers ContainerBackend
 	System     SystemBackend
 	Networks   NetworkBackend
@@ -111,6 +113,7 @@ func New(cfg Config) http.Handler {
 		{"GET /version", s.version},
 		{"GET /info", s.info},
 		{"GET /events", s.events},
+		{"POST /auth", s.auth},
 		{"GET /images/json", s.imageList},
 		{"POST /images/create", s.imageCreate},
 		{"POST /images/load", s.imageLoad},
@@ -121,7 +124,7 @@ func New(cfg Config) http.Handler {
 		{"GET /images/{name}/history", s.imageHistory},
 		{"GET /images/{name}/get", s.imageSave},
 		{"POST /images/{name}/tag", s.imageTag},
-		{"POST /images/{name}/push", s.notImplemented("pushing images")},
+		{"POST /images/{name}/push", s.imagePush},
 		{"DELETE /images/{name}", s.imageDelete},
 		{"GET /containers/json", s.containerList},
 		{"POST /containers/create", s.containerCreate},

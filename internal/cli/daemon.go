@@ -68,6 +68,7 @@ func newDaemonCommand() *cobra.Command {
 	f.StringVarP(&cfg.Bridge, "bridge", "b", "berth0", "Bridge of the default network")
 	f.StringVar(&cfg.BridgePrefix, "bridge-prefix", "br-", "Name prefix of user networks' bridges")
 	f.StringVar(&cfg.NFTable, "nftables-table", "berth", "Name of berth's nftables table (family ip)")
+	f.StringArrayVar(&cfg.InsecureRegistries, "insecure-registry", nil, "Registry (host[:port] or CIDR) to reach over plain HTTP")
 	_ = f.MarkHidden("bridge-prefix")
 	_ = f.MarkHidden("nftables-table")
 	f.StringVar(&cfg.TLS.CACert, "tlscacert", "", "CA certificate that client certificates must be signed by")

@@ -43,6 +43,8 @@ func (c *cli) newImageCommand() *cobra.Command {
 		c.newImportCommand("import [OPTIONS] file|URL|- [REPOSITORY[:TAG]]"),
 		c.newHistoryCommand("history [OPTIONS] IMAGE"),
 		c.newImagePruneCommand(),
+		c.newPullCommand("pull [OPTIONS] NAME[:TAG|@DIGEST]"),
+		c.newPushCommand("push [OPTIONS] NAME[:TAG]"),
 	)
 	return cmd
 }
@@ -57,6 +59,8 @@ func (c *cli) imageShortcuts() []*cobra.Command {
 		c.newLoadCommand("load [OPTIONS]"),
 		c.newImportCommand("import [OPTIONS] file|URL|- [REPOSITORY[:TAG]]"),
 		c.newHistoryCommand("history [OPTIONS] IMAGE"),
+		c.newPullCommand("pull [OPTIONS] NAME[:TAG|@DIGEST]"),
+		c.newPushCommand("push [OPTIONS] NAME[:TAG]"),
 	}
 }
 

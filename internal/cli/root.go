@@ -162,6 +162,8 @@ func (c *cli) newRootCommand() *cobra.Command {
 		c.newVolumeCommand(),
 		c.newCommitCommand(),
 		c.newBuildCommand(),
+		c.newLoginCommand(),
+		c.newLogoutCommand(),
 		sim.NewCommand(),
 		ocicmd.NewCommand(),
 	)

@@ -64,6 +64,9 @@ type Config struct {
 	// user networks' bridges ("br-"); NFTable is berth's nftables table ("berth"). Tests set
 	// them so that daemons running side by side do not share kernel objects.
 	Bridge, BridgePrefix, NFTable string
+	// InsecureRegistries are registries (host[:port] or CIDR) reached over plain HTTP, as
+	// dockerd's --insecure-registry; localhost and 127.0.0.0/8 always are.
+	InsecureRegistries []string
 }
 
 // Daemon is a running daemon. It is created by Run and lives until Run returns.
@@ -211,6 +214,8 @@ func newDaemon(ctx context.Context, cfg Config) (*Daemon, error) {
 		Snapshotter: snap,
 		Events:      d.events,
 		Logger:      cfg.Logger.With("component", "image"),
+
+		InsecureRegistries: cfg.InsecureRegistries,
 	})
 	if err != nil {
 		_ = db.Close()

@@ -1,8 +1,9 @@
 // Package image is berth's image store and the image service behind the Docker API's image
 // endpoints: a content-addressed blob store (Root/content/blobs/sha256/<hex>), image and name
 // records in bbolt, layer unpacking into the snapshotter (one committed snapshot per chainID,
-// shared by all images), docker-archive / OCI-layout load and save, `docker import`, and a
-// reference-driven garbage collector.
+// shared by all images), docker-archive / OCI-layout load and save, `docker import`, pull from
+// and push to registries (through go-containerregistry), and a reference-driven garbage
+// collector.
 //
 // Storage choice: layer blobs are kept exactly as received (gzip, zstd or plain tar), so
 // manifest digests stay valid for later push. Each layer record also keeps the digest (diffID)

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/berth-dev/berth/internal/snapshot"
 	"github.com/containerd/errdefs"
@@ -51,6 +52,9 @@ type Options struct {
 	Snapshotter Snapshotter
 	Events      Publisher    // may be nil
 	Logger      *slog.Logger // may be nil
+	// InsecureRegistries are registries (host[:port] or CIDR) spoken to over plain HTTP, as
+	// dockerd's --insecure-registry; localhost and 127.0.0.0/8 always are.
+	InsecureRegistries []string
 }
 
 // Snapshot labels and keys owned by the image service.
@@ -83,6 +87,9 @@ type Service struct {
 
 	inUseMu sync.RWMutex
 	inUse   func(imageID string) bool
+
+	insecure  []string      // --insecure-registry entries
+	retryBase time.Duration // first back-off between blob attempts; tests shorten it
 }
 
 // New opens the image store and recovers from a crash: it removes ingest leftovers and
@@ -106,6 +113,8 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		events:  opts.Events,
 		log:     log.With("component", "image"),
 		leases:  map[string]int{},
+
+		insecure: slices.Clone(opts.InsecureRegistries),
 	}
 	if err := initBuckets(s.db); err != nil {
 		return nil, err

@@ -1,0 +1,138 @@
+package e2e
+
+import (
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/registry"
+)
+
+// startRegistry serves go-containerregistry's in-memory registry on 127.0.0.1, optionally
+// behind HTTP basic authentication, and returns "localhost:PORT".
+func startRegistry(t *testing.T, user, pass string) string {
+	t.Helper()
+	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	var handler http.Handler = h
+	if user != "" {
+		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if u, p, ok := r.BasicAuth(); !ok || u != user || p != pass {
+				w.Header().Set("WWW-Authenticate", `Basic realm="e2e"`)
+				http.Error(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`, http.StatusUnauthorized)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	srv := httptest.NewServer(handler)
+	t.Cleanup(srv.Close)
+	return strings.Replace(strings.TrimPrefix(srv.URL, "http://"), "127.0.0.1", "localhost", 1)
+}
+
+// TestDockerPushPull: the real docker CLI pushes an image to a registry through berth, removes
+// it and pulls it back with the same ID and digest.
+func TestDockerPushPull(t *testing.T) {
+	d := startDaemon(t)
+	id := d.importBusybox(t, "bbx:v1")
+	reg := startRegistry(t, "", "")
+	ref := reg + "/e2e/bbx:v1"
+	d.mustDocker(t, nil, "tag", "bbx:v1", ref)
+	out := d.mustDocker(t, nil, "push", ref)
+	for _, s := range []string{"The push refers to repository [" + reg + "/e2e/bbx]", "v1: digest: sha256:"} {
+		if !strings.Contains(out, s) {
+			t.Fatalf("docker push output lacks %q:\n%s", s, out)
+		}
+	}
+	digest := out[strings.Index(out, "digest: ")+len("digest: "):]
+	digest = digest[:strings.IndexByte(digest, ' ')]
+	d.mustDocker(t, nil, "rmi", ref, "bbx:v1")
+	out = d.mustDocker(t, nil, "pull", ref)
+	for _, s := range []string{"v1: Pulling from e2e/bbx", "Pull complete", "Digest: " + digest, "Status: Downloaded newer image for " + ref} {
+		if !strings.Contains(out, s) {
+			t.Fatalf("docker pull output lacks %q:\n%s", s, out)
+		}
+	}
+	if got := d.inspect(t, ref).ID; got != id {
+		t.Fatalf("pulled image ID %s, pushed %s", got, id)
+	}
+	out = d.mustDocker(t, nil, "image", "inspect", "--format", "{{json .RepoDigests}}", ref)
+	if !strings.Contains(out, reg+"/e2e/bbx@"+digest) {
+		t.Fatalf("RepoDigests = %s, want %s@%s", out, reg+"/e2e/bbx", digest)
+	}
+	out = d.mustDocker(t, nil, "pull", ref)
+	if !strings.Contains(out, "Image is up to date for "+ref) {
+		t.Fatalf("second pull:\n%s", out)
+	}
+	if r := d.docker(t, nil, "pull", reg+"/e2e/missing:v1"); r.code == 0 || !strings.Contains(r.stderr, "manifest unknown") {
+		t.Fatalf("pull of a missing image: %s", r)
+	}
+}
+
+// TestBerthLoginPushPull: berth login stores credentials that push and pull then send; a
+// wrong password is refused with a clear message; logout forgets them.
+func TestBerthLoginPushPull(t *testing.T) {
+	d := startDaemon(t)
+	d.importBusybox(t, "bbx:v1")
+	reg := startRegistry(t, "alice", "s3cret")
+	ref := reg + "/private/bbx:v1"
+	d.mustBerth(t, nil, "tag", "bbx:v1", ref)
+	cfg := t.TempDir()
+	berth := func(stdin io.Reader, args ...string) result {
+		t.Helper()
+		cmd := exec.Command(berthBin, append([]string{"-H", d.host}, args...)...)
+		cmd.Env = append(cmd.Environ(), "DOCKER_CONFIG="+cfg)
+		return runCmd(t, cmd, stdin)
+	}
+	if r := berth(nil, "push", ref); r.code == 0 || !strings.Contains(r.stdout+r.stderr, "authentication required") {
+		t.Fatalf("push without login: %s", r)
+	}
+	if r := berth(strings.NewReader("wrong\n"), "login", "-u", "alice", "--password-stdin", reg); r.code == 0 || !strings.Contains(r.stderr, "401 Unauthorized") {
+		t.Fatalf("login with a wrong password: %s", r)
+	}
+	if r := berth(strings.NewReader("s3cret\n"), "login", "-u", "alice", "--password-stdin", reg); r.code != 0 || !strings.Contains(r.stdout, "Login Succeeded") {
+		t.Fatalf("login: %s", r)
+	}
+	if r := berth(nil, "push", ref); r.code != 0 || !strings.Contains(r.stdout, "Pushed") {
+		t.Fatalf("push after login: %s", r)
+	}
+	d.mustBerth(t, nil, "rmi", ref)
+	if r := berth(nil, "pull", "-q", ref); r.code != 0 || strings.TrimSpace(r.stdout) != ref {
+		t.Fatalf("pull -q after login: %s", r)
+	}
+	if r := berth(nil, "logout", reg); r.code != 0 || !strings.Contains(r.stdout, "Removing login credentials for "+reg) {
+		t.Fatalf("logout: %s", r)
+	}
+	d.mustBerth(t, nil, "rmi", ref)
+	if r := berth(nil, "pull", ref); r.code == 0 || !strings.Contains(r.stderr, "pull access denied") {
+		t.Fatalf("pull after logout: %s", r)
+	}
+}
+
+// TestDockerLogin: the real docker CLI logs in through berth's /auth and pushes with the
+// credentials it stored.
+func TestDockerLogin(t *testing.T) {
+	d := startDaemon(t)
+	d.importBusybox(t, "bbx:v1")
+	reg := startRegistry(t, "alice", "s3cret")
+	ref := reg + "/private/bbx:v1"
+	d.mustDocker(t, nil, "tag", "bbx:v1", ref)
+	if r := d.docker(t, strings.NewReader("wrong\n"), "login", "-u", "alice", "--password-stdin", reg); r.code == 0 || !strings.Contains(r.stderr, "401 Unauthorized") {
+		t.Fatalf("docker login with a wrong password: %s", r)
+	}
+	cfg := dockerConfig(t)
+	login := exec.Command("docker", "login", "-u", "alice", "--password-stdin", reg)
+	login.Env = append(os.Environ(), "DOCKER_HOST="+d.host, "DOCKER_CONFIG="+cfg, "DOCKER_CONTEXT=", "DOCKER_CLI_HINTS=false")
+	if r := runCmd(t, login, strings.NewReader("s3cret\n")); r.code != 0 || !strings.Contains(r.stdout, "Login Succeeded") {
+		t.Fatalf("docker login: %s", r)
+	}
+	push := exec.Command("docker", "push", ref)
+	push.Env = login.Env
+	if r := runCmd(t, push, nil); r.code != 0 || !strings.Contains(r.stdout, "v1: digest: sha256:") {
+		t.Fatalf("docker push after login: %s", r)
+	}
+}
