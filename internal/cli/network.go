@@ -219,19 +219,10 @@ func (c *cli) newNetworkRmCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var failed bool
-			for _, a := range args {
-				if _, err := cl.NetworkRemove(cmd.Context(), a, client.NetworkRemoveOptions{}); err != nil {
-					fmt.Fprintln(c.err, "Error response from daemon:", err)
-					failed = true
-					continue
-				}
-				fmt.Fprintln(c.out, a)
-			}
-			if failed {
-				return statusError{status: exitError}
-			}
-			return nil
+			return c.forEach(args, func(n string) error {
+				_, err := cl.NetworkRemove(cmd.Context(), n, client.NetworkRemoveOptions{})
+				return err
+			})
 		},
 	}
 	return cmd

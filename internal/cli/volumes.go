@@ -226,21 +226,10 @@ func (c *cli) newVolumeRmCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var errs []string
-			for _, n := range args {
-				if _, err := cl.VolumeRemove(cmd.Context(), n, client.VolumeRemoveOptions{Force: force}); err != nil {
-					if client.IsErrConnectionFailed(err) {
-						return err
-					}
-					errs = append(errs, c.userError(err))
-					continue
-				}
-				fmt.Fprintln(c.out, n)
-			}
-			if len(errs) > 0 {
-				return errors.New(strings.Join(errs, "\n"))
-			}
-			return nil
+			return c.forEach(args, func(n string) error {
+				_, err := cl.VolumeRemove(cmd.Context(), n, client.VolumeRemoveOptions{Force: force})
+				return err
+			})
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "Force the removal of one or more volumes")
