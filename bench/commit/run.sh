@@ -47,7 +47,6 @@ export BERTH_HOST=unix://$sock
 for _ in $(seq 100); do "$BERTH" version >/dev/null 2>&1 && break; sleep 0.1; done
 "$BERTH" import - busybox < "$work/busybox.tar" >/dev/null
 
-pod() { podman --root "$work/podman" --runroot "$work/podman-run" --cgroup-manager cgroupfs --events-backend none "$@"; }
 pod import "$work/busybox.tar" localhost/busybox >/dev/null
 
 # timed CMD... runs CMD once and prints its wall milliseconds.

@@ -51,7 +51,6 @@ for _ in $(seq 100); do "$BERTH" version >/dev/null 2>&1 && break; sleep 0.1; do
 "$BERTH" run --rm --network none busybox true   # warm-up
 
 # podman, on private storage
-pod() { podman --root "$work/podman" --runroot "$work/podman-run" --cgroup-manager cgroupfs --events-backend none "$@"; }
 pod import "$work/busybox.tar" localhost/busybox >/dev/null
 pod run --rm --network none localhost/busybox true
 

@@ -33,17 +33,6 @@ tar -C "$work/rootfs" -xf "$work/rootfs.tar"
 for i in $(seq 50); do head -c 2000000 /dev/urandom > "$work/rootfs/data/f$i"; done
 tar -C "$work/rootfs" -cf "$work/rootfs-big.tar" .
 
-start_berth() {
-  rm -rf "$work/berth"
-  setsid "$BERTH" daemon --root "$work/berth" --exec-root "$exec_root" -H "unix://$exec_root/b.sock" >"$work/daemon.log" 2>&1 &
-  daemon_pid=$!
-  for _ in $(seq 100); do BERTH_HOST=unix://$exec_root/b.sock "$BERTH" version >/dev/null 2>&1 && return; sleep 0.05; done
-}
-stop_berth() { kill "$daemon_pid"; wait "$daemon_pid" 2>/dev/null || true; daemon_pid=; }
-pod() { podman --root "$work/podman" --runroot "$work/podman-run" --events-backend none "$@"; }
-reset_pod() { pod system reset -f >/dev/null 2>&1 || true; umount -R "$work/podman/overlay" 2>/dev/null || true; rm -rf "$work/podman" "$work/podman-run"; }
-ms() { local t0 t1; t0=$(now_ns); "$@" >/dev/null 2>&1 || { echo "FAILED: $*" >&2; return 1; }; t1=$(now_ns); awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", (b - a) / 1e6 }'; }
-best() { sort -n | head -1; }
 
 export BERTH_HOST=unix://$exec_root/b.sock
 bl=(); pl=(); sl=(); bi=(); pi=()

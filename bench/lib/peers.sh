@@ -68,3 +68,23 @@ time_parallel() {
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+# The helpers below read the calling script's $work (scratch dir), $exec_root, $BERTH and
+# $daemon_pid.
+
+# start_berth starts a daemon on a fresh root under $work, listening on $exec_root/b.sock.
+start_berth() {
+  rm -rf "$work/berth"
+  setsid "$BERTH" daemon --root "$work/berth" --exec-root "$exec_root" -H "unix://$exec_root/b.sock" >"$work/daemon.log" 2>&1 &
+  daemon_pid=$!
+  for _ in $(seq 100); do BERTH_HOST=unix://$exec_root/b.sock "$BERTH" version >/dev/null 2>&1 && return; sleep 0.05; done
+}
+stop_berth() { kill "$daemon_pid"; wait "$daemon_pid" 2>/dev/null || true; daemon_pid=; }
+
+# pod runs podman on private storage under $work; reset_pod empties it.
+pod() { podman --root "$work/podman" --runroot "$work/podman-run" --cgroup-manager cgroupfs --events-backend none "$@"; }
+reset_pod() { pod system reset -f >/dev/null 2>&1 || true; umount -R "$work/podman/overlay" 2>/dev/null || true; rm -rf "$work/podman" "$work/podman-run"; }
+
+# ms CMD... runs CMD once and prints its wall milliseconds; best prints the smallest of its input.
+ms() { local t0 t1; t0=$(now_ns); "$@" >/dev/null 2>&1 || { echo "FAILED: $*" >&2; return 1; }; t1=$(now_ns); awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", (b - a) / 1e6 }'; }
+best() { sort -n | head -1; }

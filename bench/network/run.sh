@@ -30,7 +30,6 @@ daemon_pid=
 # netavark leaves its iptables-nft tables behind; remove them afterwards unless they predate us.
 nat_before=$(nft list table ip nat >/dev/null 2>&1 && echo y || true)
 filter_before=$(nft list table ip filter >/dev/null 2>&1 && echo y || true)
-pod() { podman --root "$work/podman" --runroot "$work/podman-run" --cgroup-manager cgroupfs --events-backend none "$@"; }
 cleanup() {
   set +e
   for p in $(cat "$work"/iperf-*.pid 2>/dev/null); do kill "$p" 2>/dev/null; done
