@@ -36,6 +36,7 @@ lint:
 # otherwise. -p 2 matches the two cores CI has.
 test: deps lint
 	$(GO) test -p 2 -count=1 -timeout 18m ./...
+	for m in third_party/*/go.mod; do (cd $$(dirname $$m) && $(GO) vet ./... && $(GO) test -count=1 ./...) || exit 1; done
 
 unit:
 	$(GO) test -short -count=1 ./...

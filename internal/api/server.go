@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -165,7 +164,36 @@ func New(cfg Config) http.Handler {
 	return s
 }
 
-var versionPrefix = regexp.MustCompile(`^/v([0-9]+\.[0-9]+)(/.*)$`)
+// splitVersion splits "/v1.51/rest" into "1.51" and "/rest" (ok false when path has no
+// ^/v([0-9]+\.[0-9]+)(/.*)$ prefix). By hand: a package-level regexp would be compiled in every
+// berth process at start-up, and this runs on every request.
+func splitVersion(path string) (version, rest string, ok bool) {
+	if !strings.HasPrefix(path, "/v") {
+		return "", "", false
+	}
+	slash := strings.IndexByte(path[2:], '/')
+	if slash < 0 {
+		return "", "", false
+	}
+	v := path[2 : 2+slash]
+	major, minor, found := strings.Cut(v, ".")
+	if !found || !allDigits(major) || !allDigits(minor) {
+		return "", "", false
+	}
+	return v, path[2+slash:], true
+}
+
+func allDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
 
 type ctxKey int
 
@@ -204,8 +232,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	path := r.URL.Path
 	ctx := r.Context()
-	if m := versionPrefix.FindStringSubmatch(path); m != nil {
-		v := m[1]
+	if v, rest, ok := splitVersion(path); ok {
 		if compareVersions(v, MaxAPIVersion) > 0 {
 			writeError(rw, invalidArgument(fmt.Errorf("client version %s is too new. Maximum supported API version is %s", v, MaxAPIVersion)))
 			return
@@ -215,7 +242,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		ctx = context.WithValue(ctx, versionKey, v)
-		path = m[2]
+		path = rest
 	}
 	if len(path) > 1 {
 		path = strings.TrimSuffix(path, "/")

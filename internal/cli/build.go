@@ -89,13 +89,13 @@ func (c *cli) newBuildCommand() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringArrayVarP(&tags, "tag", "t", nil, `Name and optionally a tag in the "name:tag" format`)
+	listVarP(f, &tags, "tag", "t", nil, `Name and optionally a tag in the "name:tag" format`)
 	f.StringVarP(&file, "file", "f", "", `Name of the Dockerfile (Default is "PATH/Dockerfile")`)
 	f.StringVar(&target, "target", "", "Set the target build stage to build")
 	f.BoolVar(&noCache, "no-cache", false, "Do not use cache when building the image")
 	f.BoolVarP(&quiet, "quiet", "q", false, "Suppress the build output and print image ID on success")
-	f.StringArrayVar(&buildArgs, "build-arg", nil, "Set build-time variables")
-	f.StringArrayVar(&labels, "label", nil, "Set metadata for an image")
+	listVarP(f, &buildArgs, "build-arg", "", nil, "Set build-time variables")
+	listVarP(f, &labels, "label", "", nil, "Set metadata for an image")
 	f.BoolVar(&rm, "rm", true, "Remove intermediate containers after a successful build")
 	f.BoolVar(&frm, "force-rm", false, "Always remove intermediate containers")
 	f.StringVar(&iidFile, "iidfile", "", "Write the image ID to the file")

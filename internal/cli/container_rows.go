@@ -160,7 +160,7 @@ func (c *cli) newPsCommand(use string) *cobra.Command {
 	fl.BoolVarP(&latest, "latest", "l", false, "Show the latest created container (includes all states)")
 	fl.IntVarP(&last, "last", "n", -1, "Show n last created containers (includes all states)")
 	fl.BoolVarP(&size, "size", "s", false, "Display total file sizes")
-	fl.StringArrayVarP(&filters, "filter", "f", nil, "Filter output based on conditions provided")
+	listVarP(fl, &filters, "filter", "f", nil, "Filter output based on conditions provided")
 	fl.StringVar(&format, "format", "", "Format output using a custom template:\n'table':            Print output in table format with column headers (default)\n'table TEMPLATE':   Print output in table format using the given Go template\n'json':             Print in JSON format\n'TEMPLATE':         Print output using the given Go template")
 	return cmd
 }

@@ -634,8 +634,8 @@ func (c *cli) newExecCommand() *cobra.Command {
 	f.StringVarP(&user, "user", "u", "", "Username or UID (format: \"<name|uid>[:<group|gid>]\")")
 	f.StringVarP(&workdir, "workdir", "w", "", "Working directory inside the container")
 	f.StringVar(&detachKeys, "detach-keys", "", "Override the key sequence for detaching a container")
-	f.StringArrayVarP(&env, "env", "e", nil, "Set environment variables")
-	f.StringArrayVar(&envFile, "env-file", nil, "Read in a file of environment variables")
+	listVarP(f, &env, "env", "e", nil, "Set environment variables")
+	listVarP(f, &envFile, "env-file", "", nil, "Read in a file of environment variables")
 	return cmd
 }
 
@@ -814,7 +814,7 @@ func (c *cli) newContainerPruneCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "Do not prompt for confirmation")
-	cmd.Flags().StringArrayVar(&filters, "filter", nil, "Provide filter values (e.g. \"until=<timestamp>\")")
+	listVarP(cmd.Flags(), &filters, "filter", "", nil, "Provide filter values (e.g. \"until=<timestamp>\")")
 	return cmd
 }
 

@@ -115,7 +115,7 @@ func (c *cli) newImagesCommand(use string) *cobra.Command {
 	fl.BoolVarP(&quiet, "quiet", "q", false, "Only show image IDs")
 	fl.BoolVar(&digests, "digests", false, "Show digests")
 	fl.BoolVar(&noTrunc, "no-trunc", false, "Don't truncate output")
-	fl.StringArrayVarP(&filters, "filter", "f", nil, "Filter output based on conditions provided")
+	listVarP(fl, &filters, "filter", "f", nil, "Filter output based on conditions provided")
 	fl.StringVar(&format, "format", "", "Format output using a custom template:\n'table':            Print output in table format with column headers (default)\n'table TEMPLATE':   Print output in table format using the given Go template\n'json':             Print in JSON format\n'TEMPLATE':         Print output using the given Go template")
 	return cmd
 }
@@ -455,7 +455,7 @@ func (c *cli) newImportCommand(use string) *cobra.Command {
 			return c.displayStream(rc)
 		},
 	}
-	cmd.Flags().StringArrayVarP(&changes, "change", "c", nil, "Apply Dockerfile instruction to the created image")
+	listVarP(cmd.Flags(), &changes, "change", "c", nil, "Apply Dockerfile instruction to the created image")
 	cmd.Flags().StringVarP(&message, "message", "m", "", "Set commit message for imported image")
 	cmd.Flags().String("platform", "", "Set platform if server is multi-platform capable (ignored: berth is single-platform)")
 	return cmd
@@ -549,7 +549,7 @@ func (c *cli) newImagePruneCommand() *cobra.Command {
 	}
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "Remove all unused images, not just dangling ones")
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "Do not prompt for confirmation")
-	cmd.Flags().StringArrayVar(&filters, "filter", nil, "Provide filter values (e.g. \"until=<timestamp>\")")
+	listVarP(cmd.Flags(), &filters, "filter", "", nil, "Provide filter values (e.g. \"until=<timestamp>\")")
 	return cmd
 }
 

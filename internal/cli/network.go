@@ -77,8 +77,8 @@ func (c *cli) newNetworkCreateCommand() *cobra.Command {
 	f.StringVar(&gateway, "gateway", "", "IPv4 Gateway for the master subnet")
 	f.StringVar(&ipRange, "ip-range", "", "Allocate container ip from a sub-range")
 	f.BoolVar(&internal, "internal", false, "Restrict external access to the network")
-	f.StringArrayVar(&labels, "label", nil, "Set metadata on a network")
-	f.StringArrayVarP(&opts, "opt", "o", nil, "Set driver specific options")
+	listVarP(f, &labels, "label", "", nil, "Set metadata on a network")
+	listVarP(f, &opts, "opt", "o", nil, "Set driver specific options")
 	return cmd
 }
 
@@ -149,7 +149,7 @@ func (c *cli) newNetworkLsCommand() *cobra.Command {
 	f := cmd.Flags()
 	f.BoolVarP(&quiet, "quiet", "q", false, "Only display network IDs")
 	f.BoolVar(&noTrunc, "no-trunc", false, "Do not truncate the output")
-	f.StringArrayVarP(&filters, "filter", "f", nil, "Provide filter values (e.g. \"driver=bridge\")")
+	listVarP(f, &filters, "filter", "f", nil, "Provide filter values (e.g. \"driver=bridge\")")
 	f.StringVar(&format, "format", "", "Format output using a custom template")
 	return cmd
 }
@@ -255,7 +255,7 @@ func (c *cli) newNetworkConnectCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&ip, "ip", "", "IPv4 address (e.g., \"172.30.100.104\")")
-	cmd.Flags().StringArrayVar(&aliases, "alias", nil, "Add network-scoped alias for the container")
+	listVarP(cmd.Flags(), &aliases, "alias", "", nil, "Add network-scoped alias for the container")
 	return cmd
 }
 
@@ -316,7 +316,7 @@ func (c *cli) newNetworkPruneCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "Do not prompt for confirmation")
-	cmd.Flags().StringArrayVar(&filters, "filter", nil, "Provide filter values (e.g. \"until=<timestamp>\")")
+	listVarP(cmd.Flags(), &filters, "filter", "", nil, "Provide filter values (e.g. \"until=<timestamp>\")")
 	return cmd
 }
 

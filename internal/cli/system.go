@@ -295,7 +295,7 @@ func (c *cli) newEventsCommand() *cobra.Command {
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringArrayVarP(&filters, "filter", "f", nil, "Filter output based on conditions provided")
+	listVarP(fl, &filters, "filter", "f", nil, "Filter output based on conditions provided")
 	fl.StringVar(&format, "format", "", "Format output using a custom template ('json' or 'TEMPLATE')")
 	fl.StringVar(&since, "since", "", "Show all events created since timestamp")
 	fl.StringVar(&until, "until", "", "Stream events until this timestamp")

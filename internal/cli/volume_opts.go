@@ -12,9 +12,9 @@ import (
 )
 
 func (o *containerOpts) addVolumeFlags(f *pflag.FlagSet) {
-	f.StringArrayVarP(&o.volumes, "volume", "v", nil, "Bind mount a volume ([SOURCE:]DESTINATION[:ro|rw,...])")
-	f.StringArrayVar(&o.mounts, "mount", nil, "Attach a filesystem mount to the container (type=bind|volume|tmpfs,source=...,target=...)")
-	f.StringArrayVar(&o.volumesFrom, "volumes-from", nil, "Mount volumes from the specified container(s)")
+	listVarP(f, &o.volumes, "volume", "v", nil, "Bind mount a volume ([SOURCE:]DESTINATION[:ro|rw,...])")
+	listVarP(f, &o.mounts, "mount", "", nil, "Attach a filesystem mount to the container (type=bind|volume|tmpfs,source=...,target=...)")
+	listVarP(f, &o.volumesFrom, "volumes-from", "", nil, "Mount volumes from the specified container(s)")
 }
 
 // absSource makes a relative bind source ("./data", "../x", ".") absolute, as docker's CLI does.

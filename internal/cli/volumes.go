@@ -86,8 +86,8 @@ func (c *cli) newVolumeCreateCommand() *cobra.Command {
 	f.StringVarP(&driver, "driver", "d", "local", "Specify volume driver name")
 	f.StringVar(&name, "name", "", "Specify volume name")
 	_ = f.MarkHidden("name")
-	f.StringArrayVar(&labels, "label", nil, "Set metadata for a volume")
-	f.StringArrayVarP(&opts, "opt", "o", nil, "Set driver specific options")
+	listVarP(f, &labels, "label", "", nil, "Set metadata for a volume")
+	listVarP(f, &opts, "opt", "o", nil, "Set driver specific options")
 	return cmd
 }
 
@@ -152,7 +152,7 @@ func (c *cli) newVolumeLsCommand() *cobra.Command {
 	fl := cmd.Flags()
 	fl.BoolVarP(&quiet, "quiet", "q", false, "Only display volume names")
 	fl.StringVar(&format, "format", "", "Format output using a custom template ('table', 'table TEMPLATE', 'json' or 'TEMPLATE')")
-	fl.StringArrayVarP(&filters, "filter", "f", nil, "Provide filter values (e.g. \"dangling=true\")")
+	listVarP(fl, &filters, "filter", "f", nil, "Provide filter values (e.g. \"dangling=true\")")
 	return cmd
 }
 
@@ -272,7 +272,7 @@ func (c *cli) newVolumePruneCommand() *cobra.Command {
 	}
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "Remove all unused volumes, not just anonymous ones")
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "Do not prompt for confirmation")
-	cmd.Flags().StringArrayVar(&filters, "filter", nil, "Provide filter values (e.g. \"label=<label>\")")
+	listVarP(cmd.Flags(), &filters, "filter", "", nil, "Provide filter values (e.g. \"label=<label>\")")
 	return cmd
 }
 
@@ -319,7 +319,7 @@ func (c *cli) newCommitCommand() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVarP(&author, "author", "a", "", `Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")`)
-	f.StringArrayVarP(&changes, "change", "c", nil, "Apply Dockerfile instruction to the created image")
+	listVarP(f, &changes, "change", "c", nil, "Apply Dockerfile instruction to the created image")
 	f.StringVarP(&message, "message", "m", "", "Commit message")
 	f.BoolVarP(&pause, "pause", "p", true, "Pause container during commit")
 	return cmd
@@ -499,6 +499,6 @@ func (c *cli) newSystemPruneCommand() *cobra.Command {
 	fl.BoolVarP(&all, "all", "a", false, "Remove all unused images not just dangling ones")
 	fl.BoolVarP(&force, "force", "f", false, "Do not prompt for confirmation")
 	fl.BoolVar(&volumes, "volumes", false, "Prune anonymous volumes")
-	fl.StringArrayVar(&filters, "filter", nil, "Provide filter values (e.g. \"label=<key>=<value>\")")
+	listVarP(fl, &filters, "filter", "", nil, "Provide filter values (e.g. \"label=<key>=<value>\")")
 	return cmd
 }

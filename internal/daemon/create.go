@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"github.com/berth-dev/berth/internal/fsutil"
 	"maps"
 	"os"
 	"path/filepath"
@@ -185,7 +186,7 @@ func (d *Daemon) ContainerCreate(ctx context.Context, name string, cfg *mcontain
 	id := newID()
 	if name == "" {
 		name = d.randomName()
-	} else if !validName.MatchString(name) {
+	} else if !validName(name) {
 		return mcontainer.CreateResponse{}, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", name))
 	}
 	if !strings.HasPrefix(name, "/") {
@@ -283,7 +284,20 @@ func ctrAttrs(r *ctrRecord) map[string]string {
 	return a
 }
 
-// writeEtcFiles writes the container's /etc/hostname, /etc/hosts and /etc/resolv.conf.
+// etcFilesLost reports whether a host crash emptied (or removed) one of the container's
+// generated /etc files.
+func (d *Daemon) etcFilesLost(id string) bool {
+	for _, n := range []string{"hostname", "hosts", "resolv.conf"} {
+		fi, err := os.Stat(filepath.Join(d.ctrDir(id), n))
+		if err != nil || fi.Size() == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// writeEtcFiles writes the container's /etc/hostname, /etc/hosts and /etc/resolv.conf. They
+// derive from the record, so they are not fsynced (see etcFilesLost), as Docker does.
 func (d *Daemon) writeEtcFiles(r *ctrRecord) error {
 	dir := d.ctrDir(r.ID)
 	host := r.Config.Hostname
@@ -306,7 +320,7 @@ func (d *Daemon) writeEtcFiles(r *ctrRecord) error {
 		"resolv.conf": resolvConf(r.HostConfig),
 	}
 	for n, content := range files {
-		if err := writeFile(filepath.Join(dir, n), []byte(content), 0o644); err != nil {
+		if err := fsutil.ReplaceFile(filepath.Join(dir, n), []byte(content), 0o644); err != nil {
 			return err
 		}
 	}

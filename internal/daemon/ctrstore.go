@@ -5,7 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"regexp"
+	"github.com/berth-dev/berth/internal/volume"
 	"strings"
 	"sync"
 	"time"
@@ -69,8 +69,9 @@ type ctr struct {
 	stopRestart chan struct{}
 }
 
-// validName is Docker's rule for container names.
-var validName = regexp.MustCompile(`^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
+// validName is Docker's rule for container names, ^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$, which is also
+// its rule for volume names after the optional slash.
+func validName(name string) bool { return volume.ValidName(strings.TrimPrefix(name, "/")) }
 
 func newID() string {
 	var b [32]byte

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"github.com/berth-dev/berth/internal/fsutil"
 	"maps"
 	"net/netip"
 	"os"
@@ -242,7 +243,7 @@ func (d *Daemon) writeNetEtc(rec *ctrRecord, sb bnet.Sandbox) error {
 		}
 	}
 	if hosts.String() != string(b) {
-		if err := writeFile(hostsPath, []byte(hosts.String()), 0o644); err != nil {
+		if err := fsutil.ReplaceFile(hostsPath, []byte(hosts.String()), 0o644); err != nil {
 			return err
 		}
 	}
@@ -262,7 +263,7 @@ func (d *Daemon) writeNetEtc(rec *ctrRecord, sb bnet.Sandbox) error {
 	if old, err := os.ReadFile(rcPath); err == nil && string(old) == rc {
 		return nil
 	}
-	return writeFile(rcPath, []byte(rc), 0o644)
+	return fsutil.ReplaceFile(rcPath, []byte(rc), 0o644)
 }
 
 // networkSettings is the NetworkSettings of inspect.
@@ -500,7 +501,7 @@ func (d *Daemon) NetworkCreate(ctx context.Context, req network.CreateRequest) (
 	if req.EnableIPv6 != nil && *req.EnableIPv6 {
 		return network.CreateResponse{}, errdefs.ErrNotImplemented.WithMessage("IPv6 networks are not supported yet")
 	}
-	if !validName.MatchString(req.Name) {
+	if !validName(req.Name) {
 		return network.CreateResponse{}, errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("invalid network name %q", req.Name))
 	}
 	n, err := d.net.CreateNetwork(cr)

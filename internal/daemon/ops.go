@@ -333,7 +333,7 @@ func (d *Daemon) ContainerRename(ctx context.Context, ref, newName string) error
 	if err != nil {
 		return err
 	}
-	if !validName.MatchString(newName) {
+	if !validName(newName) {
 		return errdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", newName))
 	}
 	if !strings.HasPrefix(newName, "/") {

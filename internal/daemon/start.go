@@ -112,6 +112,13 @@ func (d *Daemon) startLocked(ctx context.Context, c *ctr) (retErr error) {
 		}
 	}()
 	phase("mounted")
+	// The /etc files are written without fsync (they derive from the record); a host crash can
+	// leave one empty, and this start then writes them afresh.
+	if d.etcFilesLost(id) {
+		if err := d.writeEtcFiles(rec); err != nil {
+			return err
+		}
+	}
 	u, err := resolveUser(rootfs, rec.Config.User, rec.HostConfig.GroupAdd)
 	if err != nil {
 		return invalid(err)

@@ -3,10 +3,8 @@ package daemon
 import (
 	"encoding/json"
 	"math/rand/v2"
-	"os"
 	"runtime"
 
-	"github.com/berth-dev/berth/internal/fsutil"
 	"github.com/containerd/errdefs"
 )
 
@@ -35,10 +33,6 @@ func clone[T any](v *T) *T {
 }
 
 func numCPU() int { return runtime.NumCPU() }
-
-func writeFile(path string, data []byte, perm os.FileMode) error {
-	return fsutil.WriteFileAtomic(path, data, perm)
-}
 
 // Name parts for generated container names, in Docker's adjective_surname style.
 var (

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,11 +14,22 @@ import (
 	"github.com/moby/moby/api/types/mount"
 )
 
-// validName is Docker's rule for local volume names.
-var validName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
-
 // ValidName reports whether name is acceptable as a local volume name.
-func ValidName(name string) bool { return validName.MatchString(name) }
+func ValidName(name string) bool {
+	// Docker's rule, ^[a-zA-Z0-9][a-zA-Z0-9_.-]+$, by hand: a package-level regexp is compiled in
+	// every berth process at start-up.
+	if len(name) < 2 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || c != '_' && c != '.' && c != '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // maxSpecLen bounds a mount specification; real ones are a few hundred bytes at most.
 const maxSpecLen = 64 << 10

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -55,11 +54,20 @@ func (r *Runtime) specInfo(st *containerState) *specInfo {
 	return info
 }
 
-var idPattern = regexp.MustCompile(`^[\w+\-.]+$`)
+// validIDChars is runc's rule for container IDs, ^[\w+\-.]+$.
+func validIDChars(id string) bool {
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '+' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
 
 // validateID accepts runc's container ids; anything else could escape the state directory.
 func validateID(id string) error {
-	if id == "" || id == "." || id == ".." || len(id) > 1024 || !idPattern.MatchString(id) {
+	if id == "" || id == "." || id == ".." || len(id) > 1024 || !validIDChars(id) {
 		return fmt.Errorf("invalid container id %q: %w", id, errdefs.ErrInvalidArgument)
 	}
 	return nil
