@@ -447,3 +447,40 @@ func TestContainerStartFailure(t *testing.T) {
 		t.Fatal("a container whose start failed was never removed")
 	}
 }
+
+// TestAutoRemoveRestart restarts a --rm container: its writable layer is mounted "volatile",
+// which overlayfs refuses to mount twice unless the daemon clears the mark of a clean unmount.
+func TestAutoRemoveRestart(t *testing.T) {
+	d := newTestDaemon(t)
+	ctx := context.Background()
+	cr, err := d.ContainerCreate(ctx, "", &mcontainer.Config{Image: "busybox", Cmd: []string{"sh", "-c", "echo x >> /f; trap 'exit 0' TERM; sleep 1000 & wait"}}, &mcontainer.HostConfig{AutoRemove: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ContainerStart(ctx, cr.ID); err != nil {
+		t.Fatal(err)
+	}
+	timeout := 10
+	if err := d.ContainerRestart(ctx, cr.ID, "", &timeout); err != nil {
+		t.Fatalf("restart a --rm container: %v", err)
+	}
+	ins, err := d.ContainerInspect(ctx, cr.ID, false)
+	if err != nil || !ins.State.Running {
+		t.Fatalf("after restart: %+v %v", ins.State, err)
+	}
+	wc, err := d.ContainerWait(ctx, cr.ID, mcontainer.WaitConditionRemoved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ContainerKill(ctx, cr.ID, "KILL"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-wc:
+	case <-time.After(60 * time.Second):
+		t.Fatal("--rm container not removed after it exited")
+	}
+	if _, err := d.ContainerInspect(ctx, cr.ID, false); err == nil {
+		t.Fatal("--rm container still there after exit")
+	}
+}

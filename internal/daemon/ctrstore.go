@@ -67,6 +67,9 @@ type ctr struct {
 	shim *shimHandle
 	// stopRestart cancels a pending restart back-off.
 	stopRestart chan struct{}
+	// restarting is set while `restart` stops the container: that exit does not remove a --rm
+	// container, as in Docker.
+	restarting bool
 }
 
 // validName is Docker's rule for container names, ^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$, which is also

@@ -160,11 +160,16 @@ func (d *Daemon) ContainerRestart(ctx context.Context, ref, sigName string, time
 	if err != nil {
 		return err
 	}
-	if err := d.stop(ctx, c, sigName, timeout, false); err != nil {
-		return err
-	}
+	c.mu.Lock()
+	c.restarting = true
+	c.mu.Unlock()
+	err = d.stop(ctx, c, sigName, timeout, false)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.restarting = false
+	if err != nil {
+		return err
+	}
 	c.cancelRestart()
 	c.rec.State.StoppedByUser = false
 	if c.running() {

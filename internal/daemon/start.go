@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -102,7 +103,7 @@ func (d *Daemon) startLocked(ctx context.Context, c *ctr) (retErr error) {
 		return fmt.Errorf("root filesystem of %s: %w", id, err)
 	}
 	_ = snapshot.UnmountAll(rootfs)
-	if err := snapshot.MountAll(mounts, rootfs); err != nil {
+	if err := mountRootfs(mounts, rootfs, rec.HostConfig.AutoRemove); err != nil {
 		return fmt.Errorf("mount root filesystem: %w", err)
 	}
 	defer func() {
@@ -263,6 +264,73 @@ func (d *Daemon) failStart(c *ctr, err error) {
 			}
 		}()
 	}
+}
+
+// mountRootfs mounts a container's root filesystem. The writable layer of a container removed
+// at exit (--rm) is mounted "volatile", as podman does for --rm: overlayfs then skips every
+// sync of the upper filesystem, above all the whole-filesystem sync at unmount (~2.4 ms, on
+// the path of every `run --rm`). Nothing is lost that would be kept: after a host crash such a
+// container is removed anyway, and a volatile upper directory is never mounted again. Kernels
+// before 5.10 lack the option; the mount is retried without it.
+//
+// overlayfs marks a volatile work directory (work/incompat/volatile) and refuses to mount it
+// again, since after a crash the upper directory may be torn. A --rm container can still be
+// restarted (docker restart), so the boot ID is kept beside the work directory: on the same boot
+// the earlier mount ended cleanly (a crashed daemon leaves its mounts in the kernel) and the mark
+// is removed; after a reboot the layer is refused.
+func mountRootfs(mounts []snapshot.Mount, rootfs string, autoRemove bool) error {
+	if autoRemove {
+		vol := make([]snapshot.Mount, len(mounts))
+		copy(vol, mounts)
+		workdir := ""
+		for i, m := range vol {
+			if m.Type != "overlay" {
+				continue
+			}
+			for _, o := range m.Options {
+				if w, ok := strings.CutPrefix(o, "workdir="); ok {
+					workdir = w
+				}
+			}
+			if workdir != "" {
+				vol[i].Options = append(slices.Clip(m.Options), "volatile")
+				break
+			}
+		}
+		if workdir != "" {
+			if err := prepareVolatile(workdir); err != nil {
+				return err
+			}
+			err := snapshot.MountAll(vol, rootfs)
+			if err == nil || !errors.Is(err, syscall.EINVAL) {
+				return err
+			}
+			// A kernel without "volatile" (before 5.10).
+		}
+	}
+	return snapshot.MountAll(mounts, rootfs)
+}
+
+// prepareVolatile clears overlayfs's volatile mark on workdir when the mount that set it ended on
+// this boot, and records this boot for the next mount.
+func prepareVolatile(workdir string) error {
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return fmt.Errorf("read boot id: %w", err)
+	}
+	bootFile := filepath.Join(filepath.Dir(workdir), "volatile-boot-id")
+	mark := filepath.Join(workdir, "work", "incompat", "volatile")
+	if _, err := os.Lstat(mark); err == nil {
+		prev, _ := os.ReadFile(bootFile)
+		if string(prev) != string(boot) {
+			return errdefs.ErrFailedPrecondition.WithMessage("the writable layer of this --rm container was in use when the host went down and may be damaged; remove the container")
+		}
+		if err := os.RemoveAll(filepath.Join(workdir, "work", "incompat")); err != nil {
+			return fmt.Errorf("clear volatile mark: %w", err)
+		}
+	}
+	// No fsync: a lost file after a crash reads as another boot, which refuses, as it should.
+	return os.WriteFile(bootFile, boot, 0o600)
 }
 
 // seccompFor picks the profile --security-opt asks for: Docker's default, none, or a file in
@@ -504,7 +572,7 @@ func (d *Daemon) handleExit(c *ctr, gen int, st shim.Status) {
 	d.events.Publish(events.ContainerEventType, events.ActionDie, rec.ID, attrs)
 	close(c.exited)
 	c.exited = make(chan struct{})
-	autoRemove := rec.HostConfig.AutoRemove
+	autoRemove := rec.HostConfig.AutoRemove && !c.restarting
 	restart, delay := d.restartDecision(rec, ranFor)
 	if restart {
 		rec.RestartCount++
