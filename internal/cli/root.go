@@ -164,6 +164,7 @@ func (c *cli) newRootCommand() *cobra.Command {
 		c.newBuildCommand(),
 		c.newLoginCommand(),
 		c.newLogoutCommand(),
+		newRegistryCommand(),
 		sim.NewCommand(),
 		ocicmd.NewCommand(),
 	)

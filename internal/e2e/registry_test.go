@@ -1,16 +1,21 @@
 package e2e
 
 import (
+	"bufio"
 	"io"
 	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/registry"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // startRegistry serves go-containerregistry's in-memory registry on 127.0.0.1, optionally
@@ -34,12 +39,80 @@ func startRegistry(t *testing.T, user, pass string) string {
 	return strings.Replace(strings.TrimPrefix(srv.URL, "http://"), "127.0.0.1", "localhost", 1)
 }
 
+// startBerthRegistry runs `berth registry serve` on a free loopback port with its own root,
+// optionally with basic authentication (an htpasswd file with a bcrypt entry, as `htpasswd -B`
+// writes), and returns "localhost:PORT". The server is stopped at the end of the test.
+func startBerthRegistry(t *testing.T, user, pass string) string {
+	t.Helper()
+	dir := t.TempDir()
+	args := []string{"registry", "serve", "--addr", "127.0.0.1:0", "--root", filepath.Join(dir, "root")}
+	if user != "" {
+		h, err := bcrypt.GenerateFromPassword([]byte(pass), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hp := filepath.Join(dir, "htpasswd")
+		if err := os.WriteFile(hp, []byte(user+":"+string(h)+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--htpasswd", hp)
+	}
+	cmd := exec.Command(berthBin, args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
+	addrc := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sent := false
+		for sc.Scan() {
+			line := sc.Text()
+			if _, rest, ok := strings.Cut(line, " addr="); ok && !sent && strings.Contains(line, `msg="registry listening"`) {
+				addrc <- strings.Fields(rest)[0]
+				sent = true
+			}
+		}
+		if !sent {
+			close(addrc)
+		}
+	}()
+	select {
+	case addr, ok := <-addrc:
+		if !ok {
+			t.Fatal("berth registry serve exited without listening")
+		}
+		return strings.Replace(addr, "127.0.0.1", "localhost", 1)
+	case <-time.After(30 * time.Second):
+		t.Fatal("berth registry serve did not report its address")
+	}
+	return ""
+}
+
+// registries are the registries the push/pull tests run against: go-containerregistry's, and
+// berth's own.
+var registries = []struct {
+	name  string
+	start func(t *testing.T, user, pass string) string
+}{{"ggcr", startRegistry}, {"berth", startBerthRegistry}}
+
 // TestDockerPushPull: the real docker CLI pushes an image to a registry through berth, removes
-// it and pulls it back with the same ID and digest.
+// it and pulls it back with the same ID and digest, against go-containerregistry's registry and
+// against `berth registry serve`.
 func TestDockerPushPull(t *testing.T) {
+	for _, r := range registries {
+		t.Run(r.name, func(t *testing.T) { testDockerPushPull(t, r.start) })
+	}
+}
+
+func testDockerPushPull(t *testing.T, startReg func(t *testing.T, user, pass string) string) {
 	d := startDaemon(t)
 	id := d.importBusybox(t, "bbx:v1")
-	reg := startRegistry(t, "", "")
+	reg := startReg(t, "", "")
 	ref := reg + "/e2e/bbx:v1"
 	d.mustDocker(t, nil, "tag", "bbx:v1", ref)
 	out := d.mustDocker(t, nil, "push", ref)
@@ -114,11 +187,17 @@ func TestBerthLoginPushPull(t *testing.T) {
 }
 
 // TestDockerLogin: the real docker CLI logs in through berth's /auth and pushes with the
-// credentials it stored.
+// credentials it stored, to both registries.
 func TestDockerLogin(t *testing.T) {
+	for _, r := range registries {
+		t.Run(r.name, func(t *testing.T) { testDockerLogin(t, r.start) })
+	}
+}
+
+func testDockerLogin(t *testing.T, startReg func(t *testing.T, user, pass string) string) {
 	d := startDaemon(t)
 	d.importBusybox(t, "bbx:v1")
-	reg := startRegistry(t, "alice", "s3cret")
+	reg := startReg(t, "alice", "s3cret")
 	ref := reg + "/private/bbx:v1"
 	d.mustDocker(t, nil, "tag", "bbx:v1", ref)
 	if r := d.docker(t, strings.NewReader("wrong\n"), "login", "-u", "alice", "--password-stdin", reg); r.code == 0 || !strings.Contains(r.stderr, "401 Unauthorized") {
