@@ -71,16 +71,24 @@ podman_par=$(time_parallel "$P" pod run --rm --network none localhost/busybox tr
 crun_par=$(time_parallel "$P" oci_run crun)
 runc_par=$(time_parallel "$P" oci_run runc)
 
-# Idle cost of a running container: the shim's RSS and PSS (PSS shares the binary's pages fairly).
+# Idle cost of a running container: its supervisor's RSS, PSS (the binary's shared pages split
+# fairly) and USS (private memory: what one more container really costs), for berth's shim and
+# for podman's conmon, each over 10 idle containers.
+mem_of() { # mem_of PID... -> "RSS PSS USS" in MiB, means
+  local rss=0 pss=0 uss=0 n=0 pid
+  for pid in "$@"; do
+    read -r r p u < <(awk '/^Rss:/ {r=$2} /^Pss:/ {p=$2} /^Private_(Clean|Dirty):/ {u+=$2} END {print r, p, u}' /proc/$pid/smaps_rollup)
+    rss=$((rss + r)); pss=$((pss + p)); uss=$((uss + u)); n=$((n + 1))
+  done
+  awk -v a="$rss" -v b="$pss" -v c="$uss" -v n="$n" 'BEGIN { if (n == 0) n = 1; printf "%.2f %.2f %.2f", a/n/1024, b/n/1024, c/n/1024 }'
+}
 for i in $(seq 10); do "$BERTH" run -d --network none busybox sleep 3600 >/dev/null; done
+for i in $(seq 10); do pod run -d --network none localhost/busybox sleep 3600 >/dev/null; done
 sleep 1
-rss=0; pss=0; n=0
-for pid in $(pgrep -f "berth shim --id"); do
-  r=$(awk '/^Rss:/ {print $2}' /proc/$pid/smaps_rollup); p=$(awk '/^Pss:/ {print $2}' /proc/$pid/smaps_rollup)
-  rss=$((rss + r)); pss=$((pss + p)); n=$((n + 1))
-done
-shim_rss=$(awk -v s="$rss" -v n="$n" 'BEGIN { printf "%.2f", s / n / 1024 }')
-shim_pss=$(awk -v s="$pss" -v n="$n" 'BEGIN { printf "%.2f", s / n / 1024 }')
+n=$(pgrep -f "berth shim --id" | wc -l)
+read -r shim_rss shim_pss shim_uss < <(mem_of $(pgrep -f "berth shim --id"))
+read -r conmon_rss conmon_pss conmon_uss < <(mem_of $(pgrep -x conmon))
+pod rm -f -a -t 0 >/dev/null 2>&1 || true
 
 cat <<EOT
 ### Container start ($(date -u +%Y-%m-%d), $(nproc) cores, kernel $(uname -r))
@@ -90,5 +98,5 @@ cat <<EOT
 | \`run --rm true\`, sequential, ms per run (N=$N) | $berth_seq | $podman_seq | $crun_seq | $runc_seq | $(ratio "$berth_seq" "$crun_seq") | $(ratio "$podman_seq" "$berth_seq") |
 | \`run --rm true\`, $P concurrent, wall ms | $berth_par | $podman_par | $crun_par | $runc_par | $(ratio "$berth_par" "$crun_par") | $(ratio "$podman_par" "$berth_par") |
 
-Idle shim per running container (mean of $n): RSS $shim_rss MiB, PSS $shim_pss MiB.
+Idle supervisor per running container (mean of $n): berth shim RSS $shim_rss MiB, PSS $shim_pss MiB, USS $shim_uss MiB; podman's conmon RSS $conmon_rss MiB, PSS $conmon_pss MiB, USS $conmon_uss MiB.
 EOT

@@ -26,5 +26,8 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "shim" {
 		os.Exit(cli.ShimMain(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "shim-helper" {
+		os.Exit(cli.ShimHelperMain(os.Args[2:]))
+	}
 	os.Exit(cli.Execute())
 }

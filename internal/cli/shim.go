@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"syscall"
-	"time"
 
 	"github.com/berth-dev/berth/internal/runtime/linux"
 	"github.com/berth-dev/berth/internal/shim"
@@ -18,20 +17,16 @@ import (
 )
 
 // ShimMain is `berth shim`, started by the daemon once per container run; it is not for
-// people to run. It reports "ok" or "error MSG" on fd 3 once the container is created, then
-// serves until the container exits. main calls it before building the CLI's command tree: a
-// shim lives as long as its container, and everything it allocates stays resident.
+// people to run. It creates the container, then re-executes itself as the shim's C steady state
+// (internal/shim/cshim.c), which reports "ok" on fd 3 once it serves and supervises the container
+// until it exits. On failure "error MSG" goes to fd 3. main calls it before building the CLI's
+// command tree: it is on the path of every container start.
 func ShimMain(args []string) int {
-	// No collection during setup, which allocates a few MB at most and is on the path of every
-	// container start; the idle shim then runs with a tight GC (see trimShim). No heap
-	// profiling either: its records would stay resident.
+	// Setup allocates a few MB at most and the process is replaced right after: no collection.
 	debug.SetGCPercent(-1)
 	runtime.MemProfileRate = 0
-	var (
-		cfg         shim.Config
-		bundle      string
-		runtimeRoot string
-	)
+	var cfg shim.Config
+	var bundle string
 	fs := flag.NewFlagSet("shim", flag.ContinueOnError)
 	fs.StringVar(&cfg.ID, "id", "", "container ID")
 	fs.StringVar(&cfg.Dir, "dir", "", "shim state directory")
@@ -40,71 +35,53 @@ func ShimMain(args []string) int {
 	fs.BoolVar(&cfg.OpenStdin, "stdin", false, "keep stdin open")
 	fs.BoolVar(&cfg.StdinOnce, "stdin-once", false, "close stdin after the first attach ends")
 	fs.StringVar(&bundle, "bundle", "", "OCI bundle directory")
-	fs.StringVar(&runtimeRoot, "runtime-root", "", "runtime state directory")
+	fs.StringVar(&cfg.RuntimeRoot, "runtime-root", "", "runtime state directory")
 	ready := os.NewFile(3, "ready")
-	report := func(msg string) {
-		if ready != nil {
-			_, _ = fmt.Fprintln(ready, msg)
-			_ = ready.Close()
-			ready = nil
-		}
-	}
 	fail := func(err error) int {
-		report("error " + err.Error())
+		if ready != nil {
+			_, _ = fmt.Fprintln(ready, "error "+err.Error())
+			_ = ready.Close()
+		}
 		fmt.Fprintln(os.Stderr, "berth shim:", err)
 		return 1
+	}
+	// The shim outlives the daemon and its terminal; only the container's exit ends it.
+	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE)
+	argv := os.Args
+	if len(args) == 1 && args[0] == "--pool" {
+		// A spare shim (see shimpool.go): its arguments come from the daemon later. The
+		// steady state runs under them, so that ps shows it like a shim started with them.
+		job, err := awaitPoolJob()
+		if err != nil {
+			return fail(err)
+		}
+		args = job
+		argv = append([]string{os.Args[0], "shim"}, job...)
 	}
 	if err := fs.Parse(args); err != nil {
 		return fail(err)
 	}
-	if cfg.ID == "" || cfg.Dir == "" || bundle == "" || runtimeRoot == "" {
+	if cfg.ID == "" || cfg.Dir == "" || bundle == "" || cfg.RuntimeRoot == "" {
 		return fail(fmt.Errorf("--id, --dir, --bundle and --runtime-root are required"))
 	}
-	// The shim outlives the daemon and its terminal; only the container's exit ends it.
-	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE)
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("shim", cfg.ID)
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("shim", cfg.ID)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	rt := &linux.Runtime{Root: runtimeRoot, Logger: cfg.Logger}
-	s := shim.New(cfg, &linuxTask{rt: rt, id: cfg.ID, bundle: bundle})
-	l, err := s.Listen()
-	if err != nil {
+	rt := &linux.Runtime{Root: cfg.RuntimeRoot, Logger: logger}
+	task := &linuxTask{rt: rt, id: cfg.ID, bundle: bundle}
+	s := shim.New(cfg, task)
+	if err := s.Listen(); err != nil {
 		return fail(err)
 	}
-	// Setup runs on its own goroutine: the stack it grows (JSON, the runtime) goes with it
-	// instead of staying with the goroutine that then serves for the container's lifetime.
-	created := make(chan error, 1)
-	go func() { created <- s.Create(ctx) }()
-	if err := <-created; err != nil {
-		_ = l.Close()
+	if err := s.Create(ctx); err != nil {
+		s.Close()
 		return fail(err)
 	}
-	report("ok")
-	// Collect the setup garbage now, before the heap grows further (the GC's own metadata
-	// follows the peak heap and stays), and once more when the start is done.
-	trimShim()
-	trim := time.AfterFunc(shimTrimDelay, trimShim)
-	defer trim.Stop()
-	if err := s.Serve(ctx, l); err != nil {
-		fmt.Fprintln(os.Stderr, "berth shim:", err)
-		return 1
-	}
-	return 0
-}
-
-const (
-	// shimGCPercent is the shim's GOGC once the container runs: an idle shim has little to do,
-	// so a tight GC costs it nothing that matters.
-	shimGCPercent = 25
-	// shimTrimDelay is how long after creating the container the shim trims its memory.
-	shimTrimDelay = 200 * time.Millisecond
-)
-
-// trimShim hands setup garbage back to the kernel so that an idle shim costs little. Each
-// collection also halves oversized goroutine stacks.
-func trimShim() {
-	debug.SetGCPercent(shimGCPercent)
-	debug.FreeOSMemory()
+	err := s.Handover(ctx, ready, argv) // returns only on failure
+	_ = task.Kill(ctx, syscall.SIGKILL, true)
+	_ = rt.Delete(context.WithoutCancel(ctx), cfg.ID, true)
+	s.Close()
+	return fail(err)
 }
 
 // linuxTask runs a container on berth's own runtime for the shim.
@@ -121,23 +98,38 @@ func (t *linuxTask) Create(ctx context.Context, tio shim.TaskIO) (int, error) {
 	return t.rt.CreatePid(ctx, t.id, t.bundle, opts)
 }
 
-func (t *linuxTask) Start(ctx context.Context) error { return t.rt.Start(ctx, t.id) }
-
 func (t *linuxTask) Kill(ctx context.Context, sig syscall.Signal, all bool) error {
 	return t.rt.Kill(ctx, t.id, sig, all)
 }
 
-func (t *linuxTask) OOMKilled(ctx context.Context) bool {
-	oom, _ := t.rt.OOMKilled(ctx, t.id)
-	return oom
+func (t *linuxTask) Files(_ context.Context) (string, string, error) {
+	f, err := t.rt.ShimFiles(t.id)
+	return f.ExecFifo, f.OOMCounter, err
 }
 
-func (t *linuxTask) Delete(ctx context.Context) error { return t.rt.Delete(ctx, t.id, true) }
+// ShimHelperMain is `berth shim-helper`, which the shim's C steady state runs for work that
+// needs the runtime (exec, kill of every process, delete). main calls it before building the
+// CLI's command tree: an exec waits for it.
+func ShimHelperMain(args []string) int {
+	return shim.HelperMain(args, func(root string, logTo *os.File) shim.HelperRuntime {
+		return helperRuntime{&linux.Runtime{Root: root, Logger: slog.New(slog.NewTextHandler(logTo, nil))}}
+	})
+}
 
-func (t *linuxTask) Exec(ctx context.Context, p specs.Process, tio shim.TaskIO) (int, error) {
+type helperRuntime struct{ rt *linux.Runtime }
+
+func (h helperRuntime) Exec(ctx context.Context, id string, p specs.Process, tio shim.TaskIO) (int, error) {
 	opts := linux.ExecOpts{ConsoleSocket: tio.ConsoleSocket}
 	if !tio.Terminal {
 		opts.Stdio = [3]*os.File{tio.Stdin, tio.Stdout, tio.Stderr}
 	}
-	return t.rt.Exec(ctx, t.id, p, opts)
+	return h.rt.Exec(ctx, id, p, opts)
+}
+
+func (h helperRuntime) KillAll(ctx context.Context, id string, sig syscall.Signal) error {
+	return h.rt.Kill(ctx, id, sig, true)
+}
+
+func (h helperRuntime) DeleteInit(ctx context.Context, id string, pid int) error {
+	return h.rt.DeleteInit(ctx, id, pid)
 }

@@ -86,6 +86,8 @@ type Daemon struct {
 	ctx context.Context
 	// volumes is the local volume store (volumes.go).
 	volumes *volume.Store
+	// shims are started shims waiting for a container (shimpool.go).
+	shims *shimPool
 }
 
 // Run starts the daemon and serves the API until ctx is cancelled (SIGTERM), then shuts down
@@ -202,6 +204,7 @@ func newDaemon(ctx context.Context, cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{cfg: cfg, log: cfg.Logger, db: db, events: events.New(), start: time.Now(), ctrs: newCtrIndex(), ctx: ctx}
+	d.shims = newShimPool(d)
 	snap, err := overlay.New(cfg.Root, db)
 	if err != nil {
 		_ = db.Close()
@@ -244,6 +247,7 @@ func newDaemon(ctx context.Context, cfg Config) (*Daemon, error) {
 	if err := d.reconcileNetworks(); err != nil {
 		d.log.Warn("reconcile networks", "err", err)
 	}
+	go d.shims.fill()
 	return d, nil
 }
 
@@ -280,6 +284,7 @@ func removeCgroupDirs(path string) {
 }
 
 func (d *Daemon) close() {
+	d.shims.close()
 	if d.net != nil {
 		d.net.Close()
 	}

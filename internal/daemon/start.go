@@ -447,15 +447,46 @@ func (d *Daemon) launchShim(ctx context.Context, rec *ctrRecord) (*shimHandle, e
 	if rec.Config.StdinOnce {
 		args = append(args, "--stdin-once")
 	}
+	var line string
+	var lerr error
+	taken := false
+	if sp := d.shims.take(); sp != nil {
+		line, taken, lerr = sp.assign(ctx, args[1:])
+		if !taken {
+			d.log.Debug("spare shim unusable; starting one", "err", lerr)
+		}
+	}
+	if !taken {
+		line, lerr = d.startShim(ctx, self, args, dir)
+	}
+	if lerr != nil && ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	res := struct {
+		line string
+		err  error
+	}{strings.TrimSpace(line), lerr}
+	if msg, ok := strings.CutPrefix(res.line, "error "); ok {
+		return nil, errdefs.ErrUnknown.WithMessage("failed to create container: " + msg)
+	}
+	if res.line != "ok" {
+		tail, _ := os.ReadFile(filepath.Join(dir, "shim.log"))
+		return nil, fmt.Errorf("shim failed to start (%v): %s", res.err, lastLines(string(tail), 5))
+	}
+	return &shimHandle{dir: dir, client: shim.NewClient(dir)}, nil
+}
+
+// startShim starts a fresh `berth shim` and returns its report line (see launchShim).
+func (d *Daemon) startShim(ctx context.Context, self string, args []string, dir string) (string, error) {
 	readyR, readyW, err := os.Pipe()
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	defer readyR.Close()
 	logf, err := os.OpenFile(filepath.Join(dir, "shim.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		readyW.Close()
-		return nil, err
+		return "", err
 	}
 	cmd := exec.Command(self, args...)
 	cmd.Args[0] = "berth"
@@ -463,15 +494,12 @@ func (d *Daemon) launchShim(ctx context.Context, rec *ctrRecord) (*shimHandle, e
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{readyW}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	// One P keeps an idle shim's private memory small: it has little to do. No GC until the shim
-	// has created the container (it sets its own, tight, GOGC then): its start is on the path of
-	// every container start.
-	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "GOMAXPROCS=1", "GOGC=off"}
+	cmd.Env = shimEnv()
 	err = cmd.Start()
 	readyW.Close()
 	logf.Close()
 	if err != nil {
-		return nil, fmt.Errorf("start shim: %w", err)
+		return "", fmt.Errorf("start shim: %w", err)
 	}
 	// Reap the shim when it ends; it is our child until this daemon exits.
 	go func() { _ = cmd.Wait() }()
@@ -482,26 +510,18 @@ func (d *Daemon) launchShim(ctx context.Context, rec *ctrRecord) (*shimHandle, e
 	resc := make(chan result, 1)
 	go func() {
 		line, err := bufio.NewReader(readyR).ReadString('\n')
-		resc <- result{strings.TrimSpace(line), err}
+		resc <- result{line, err}
 	}()
-	var res result
 	select {
-	case res = <-resc:
+	case r := <-resc:
+		return r.line, r.err
 	case <-ctx.Done():
 		_ = cmd.Process.Kill()
-		return nil, ctx.Err()
+		return "", ctx.Err()
 	case <-time.After(60 * time.Second):
 		_ = cmd.Process.Kill()
-		return nil, errors.New("shim did not report within 60s")
+		return "", errors.New("shim did not report within 60s")
 	}
-	if msg, ok := strings.CutPrefix(res.line, "error "); ok {
-		return nil, errdefs.ErrUnknown.WithMessage("failed to create container: " + msg)
-	}
-	if res.line != "ok" {
-		tail, _ := os.ReadFile(filepath.Join(dir, "shim.log"))
-		return nil, fmt.Errorf("shim failed to start (%v): %s", res.err, lastLines(string(tail), 5))
-	}
-	return &shimHandle{dir: dir, client: shim.NewClient(dir)}, nil
 }
 
 func lastLines(s string, n int) string {

@@ -5,35 +5,30 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
+	"net/url"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"sync"
+	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
-	"github.com/berth-dev/berth/internal/fsutil"
 	"golang.org/x/sys/unix"
 )
 
-// Task is the container process a shim supervises. The linux runtime provides one; tests use a
-// plain process. Implementations must not wait for the process: the shim is its parent and
-// reaps it.
+// Task is the container a shim sets up. The linux runtime provides one. Implementations must not
+// wait for the init: the shim is its parent and reaps it.
 type Task interface {
 	// Create makes the container with the given stdio and stops it before the user process
 	// runs. It returns the pid of the container's init.
 	Create(ctx context.Context, io TaskIO) (int, error)
-	// Start releases the created process.
-	Start(ctx context.Context) error
-	// Kill signals the init, or every process of the container when all is set.
+	// Kill signals the init, or every process of the container when all is set; used to undo
+	// a create whose handover failed.
 	Kill(ctx context.Context, sig syscall.Signal, all bool) error
-	// OOMKilled reports whether the kernel OOM killer acted on the container; asked once,
-	// after the init exited and before Delete.
-	OOMKilled(ctx context.Context) bool
-	// Delete releases what the runtime holds for the container (cgroup, state) after exit.
-	Delete(ctx context.Context) error
+	// Files returns, once created, the exec fifo the init waits on until start and the cgroup
+	// file whose "oom_kill N" line tells whether the OOM killer acted ("" when there is none).
+	Files(ctx context.Context) (execFifo, oomCounter string, err error)
 }
 
 // TaskIO is the stdio handed to Task.Create.
@@ -58,7 +53,8 @@ type Config struct {
 	OpenStdin bool
 	// StdinOnce closes the container's stdin when the first attached client detaches.
 	StdinOnce bool
-	Logger    *slog.Logger
+	// RuntimeRoot is the runtime's state directory, for the helpers the steady state runs.
+	RuntimeRoot string
 }
 
 // Status is the shim's view of its container, as served on /state and /wait and written to
@@ -80,76 +76,93 @@ const (
 	consoleName = "console.sock"
 )
 
-// drainTimeout bounds how long the shim forwards output after the init exited; a process that
-// escaped the container's pid namespace could otherwise hold the pipes open forever.
-const drainTimeout = 2 * time.Second
+// envCShim hands the set-up shim to the C steady state (cshim.c; keep in step with
+// BERTH_CSHIM_ENV there).
+const envCShim = "_BERTH_CSHIM"
 
-// Shim supervises one container.
+// consoleTimeout bounds the wait for the runtime to send a pty master.
+const consoleTimeout = 10 * time.Second
+
+// Shim sets up one container and then hands the process over to the C steady state, which
+// serves the shim's API until the container exited (see cshim.c).
 type Shim struct {
 	cfg  Config
 	task Task
-	log  *slog.Logger
 
-	out *broadcaster
-
-	mu      sync.Mutex // guards status, stdin, attached, and resizer
-	status  Status
-	stdin   io.WriteCloser // container's stdin, nil when closed or absent
-	console *os.File       // pty master when Terminal
-
-	exited    chan struct{} // closed once status holds the exit
-	persisted chan struct{} // closed once the exit file is durable (or failed to be)
-
-	execs        *execTable
-	execConsoles map[string]*os.File // exec ID -> pty master, guarded by mu
-
-	bufs sync.Pool // *[]byte of pumpBufSize, for the output pumps
+	listenFd int // the bound, listening shim.sock; -1 before Listen
+	pid      int
+	// Files the steady state inherits; nil when absent.
+	stdout, stderr, stdin, master, log *os.File
 }
 
-// New returns a shim for the task; Run starts it.
+// New returns a shim for the task; Listen, Create and Handover run it.
 func New(cfg Config, task Task) *Shim {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+	return &Shim{cfg: cfg, task: task, listenFd: -1}
+}
+
+// Listen binds the shim's socket, <Dir>/shim.sock (mode 0600). Bind before Create so that a
+// launcher told "created" can connect at once.
+func (s *Shim) Listen() error {
+	sock := filepath.Join(s.cfg.Dir, SocketName)
+	_ = os.Remove(sock)
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", sock, err)
 	}
-	return &Shim{
-		cfg:    cfg,
-		task:   task,
-		log:    cfg.Logger.With("container", cfg.ID),
-		out:    newBroadcaster(),
-		status: Status{ID: cfg.ID, State: "created"},
-		exited: make(chan struct{}),
-		execs:  newExecTable(),
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: sock}); err != nil {
+		_ = unix.Close(fd)
+		return fmt.Errorf("listen on %s: %w", sock, err)
+	}
+	if err := os.Chmod(sock, 0o600); err != nil {
+		_ = unix.Close(fd)
+		return fmt.Errorf("chmod %s: %w", sock, err)
+	}
+	if err := unix.Listen(fd, 128); err != nil {
+		_ = unix.Close(fd)
+		return fmt.Errorf("listen on %s: %w", sock, err)
+	}
+	s.listenFd = fd
+	return nil
+}
 
-		persisted: make(chan struct{}),
-
-		execConsoles: map[string]*os.File{},
-		bufs:         sync.Pool{New: func() any { b := make([]byte, pumpBufSize); return &b }},
+// Close releases what Listen and Create opened, for a shim that will not hand over.
+func (s *Shim) Close() {
+	if s.listenFd >= 0 {
+		_ = unix.Close(s.listenFd)
+		_ = os.Remove(filepath.Join(s.cfg.Dir, SocketName))
+		s.listenFd = -1
+	}
+	for _, f := range []*os.File{s.stdout, s.stderr, s.stdin, s.master, s.log} {
+		if f != nil {
+			_ = f.Close()
+		}
 	}
 }
 
 // Create makes the container and its stdio plumbing; after it returns nil the container is in
-// the created state. ready is the point where a launcher learns create succeeded.
+// the created state.
 func (s *Shim) Create(ctx context.Context) error {
-	// The shim reaps the container's init and anything reparented to it.
+	// The shim reaps the container's init and anything reparented to it (exec processes).
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("set child subreaper: %w", err)
 	}
-	var logw *LogWriter
 	if s.cfg.LogPath != "" {
-		var err error
-		if logw, err = OpenLog(s.cfg.LogPath); err != nil {
-			return err
+		f, err := os.OpenFile(s.cfg.LogPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		if err != nil {
+			return fmt.Errorf("open log %s: %w", s.cfg.LogPath, err)
 		}
+		s.log = f
 	}
 	var (
-		tio     TaskIO
-		readers []struct {
-			r      *os.File
-			stream byte
-		}
+		tio              TaskIO
 		closeAfterCreate []*os.File
+		consoleL         *os.File
 	)
-	var consoleL *os.File
+	defer func() {
+		for _, f := range closeAfterCreate {
+			_ = f.Close()
+		}
+	}()
 	if s.cfg.Terminal {
 		sock := filepath.Join(s.cfg.Dir, consoleName)
 		_ = os.Remove(sock)
@@ -165,37 +178,32 @@ func (s *Shim) Create(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("stdout pipe: %w", err)
 		}
+		s.stdout = outR
+		closeAfterCreate = append(closeAfterCreate, outW)
 		errR, errW, err := os.Pipe()
 		if err != nil {
 			return fmt.Errorf("stderr pipe: %w", err)
 		}
+		s.stderr = errR
+		closeAfterCreate = append(closeAfterCreate, errW)
 		tio.Stdout, tio.Stderr = outW, errW
-		closeAfterCreate = append(closeAfterCreate, outW, errW)
-		readers = append(readers, struct {
-			r      *os.File
-			stream byte
-		}{outR, streamStdout}, struct {
-			r      *os.File
-			stream byte
-		}{errR, streamStderr})
 		if s.cfg.OpenStdin {
 			inR, inW, err := os.Pipe()
 			if err != nil {
 				return fmt.Errorf("stdin pipe: %w", err)
 			}
-			tio.Stdin = inR
-			closeAfterCreate = append(closeAfterCreate, inR)
 			s.stdin = inW
+			closeAfterCreate = append(closeAfterCreate, inR)
+			tio.Stdin = inR
 		} else {
 			devnull, err := os.Open(os.DevNull)
 			if err != nil {
 				return err
 			}
-			tio.Stdin = devnull
 			closeAfterCreate = append(closeAfterCreate, devnull)
+			tio.Stdin = devnull
 		}
 	}
-
 	type recvResult struct {
 		f   *os.File
 		err error
@@ -208,18 +216,10 @@ func (s *Shim) Create(ctx context.Context) error {
 		}()
 	}
 	pid, err := s.task.Create(ctx, tio)
-	for _, f := range closeAfterCreate {
-		_ = f.Close()
-	}
 	if err != nil {
-		for _, r := range readers {
-			_ = r.r.Close()
-		}
-		if logw != nil {
-			_ = logw.Close()
-		}
 		return fmt.Errorf("create container: %w", err)
 	}
+	s.pid = pid
 	if consoleL != nil {
 		select {
 		case r := <-recv:
@@ -227,300 +227,72 @@ func (s *Shim) Create(ctx context.Context) error {
 				_ = s.task.Kill(ctx, syscall.SIGKILL, true)
 				return fmt.Errorf("receive console: %w", r.err)
 			}
-			s.console = r.f
-			s.stdin = r.f
-			readers = append(readers, struct {
-				r      *os.File
-				stream byte
-			}{r.f, streamStdout})
-		case <-time.After(10 * time.Second):
+			s.master = r.f
+		case <-time.After(consoleTimeout):
 			_ = s.task.Kill(ctx, syscall.SIGKILL, true)
 			return errors.New("runtime did not send the console within 10s")
 		}
 	}
-	s.mu.Lock()
-	s.status.Pid = pid
-	s.mu.Unlock()
-
-	var copiers sync.WaitGroup
-	for _, r := range readers {
-		copiers.Add(1)
-		go func() {
-			defer copiers.Done()
-			var lw *StreamWriter
-			if logw != nil {
-				name := "stdout"
-				if r.stream == streamStderr {
-					name = "stderr"
-				}
-				lw = logw.Stream(name)
-			}
-			s.pump(r.r, r.stream, lw)
-		}()
-	}
-	go s.reap(ctx, pid, &copiers, logw)
 	return nil
 }
 
-// pumpBufSize is the most a pump reads at once.
-const pumpBufSize = 32 * 1024
-
-// pump copies one output stream to the log and to attached clients until EOF.
-func (s *Shim) pump(r *os.File, stream byte, lw *StreamWriter) {
-	for {
-		buf, n, err := s.readPooled(r)
-		if n > 0 {
-			if lw != nil {
-				if _, werr := lw.Write((*buf)[:n]); werr != nil {
-					s.log.Warn("write log", "err", werr)
-				}
-			}
-			s.out.send(stream, (*buf)[:n])
-		}
-		if buf != nil {
-			s.bufs.Put(buf)
-		}
-		if err != nil {
-			// EIO is how a pty master reports that the slave side closed.
-			break
-		}
+// Handover re-executes the binary as the C steady state, which inherits the socket, the stdio,
+// the log and the children, and reports "ok" on ready (the launcher's pipe) once it serves.
+// argv is its command line: the shim's own, so that ps and pgrep show the shim as before.
+// Handover returns only on failure; the caller then undoes the create.
+func (s *Shim) Handover(ctx context.Context, ready *os.File, argv []string) error {
+	if !cShimBuilt {
+		return errors.New("this berth was built without cgo, which the shim's steady state needs")
 	}
-	if lw != nil {
-		_ = lw.Flush()
-	}
-	if r != s.console {
-		_ = r.Close()
-	}
-}
-
-// readPooled reads once from r. For a pollable r (the output pipes) it takes a buffer only once
-// r is readable, so that a quiet container's streams hold no buffer while they wait: most of
-// an idle shim's memory is what it holds while blocked. EOF is returned as io.EOF.
-func (s *Shim) readPooled(r *os.File) (buf *[]byte, n int, err error) {
-	rc, err := r.SyscallConn()
+	fifo, oom, err := s.task.Files(ctx)
 	if err != nil {
-		return nil, 0, err
+		return fmt.Errorf("container files: %w", err)
 	}
-	var rerr error
-	err = rc.Read(func(fd uintptr) bool {
-		buf = s.bufs.Get().(*[]byte)
-		for {
-			n, rerr = unix.Read(int(fd), *buf)
-			if !errors.Is(rerr, unix.EINTR) {
-				break
-			}
-		}
-		if errors.Is(rerr, unix.EAGAIN) {
-			s.bufs.Put(buf)
-			buf = nil
-			return false // wait until readable
-		}
-		return true
-	})
-	if err == nil {
-		err = rerr
+	kv := []string{
+		"ls=" + strconv.Itoa(s.listenFd),
+		"pid=" + strconv.Itoa(s.pid),
+		"id=" + url.PathEscape(s.cfg.ID),
+		"dir=" + url.PathEscape(s.cfg.Dir),
+		"rr=" + url.PathEscape(s.cfg.RuntimeRoot),
+		"fifo=" + url.PathEscape(fifo),
+		"oom=" + url.PathEscape(oom),
 	}
-	if n < 0 {
-		n = 0
-	}
-	if err == nil && n == 0 {
-		err = io.EOF
-	}
-	return buf, n, err
-}
-
-// reap waits for the init to exit, then records the status.
-func (s *Shim) reap(ctx context.Context, pid int, copiers *sync.WaitGroup, logw *LogWriter) {
-	sigc := make(chan os.Signal, 16)
-	signal.Notify(sigc, syscall.SIGCHLD)
-	defer signal.Stop(sigc)
-	var ws unix.WaitStatus
-	for {
-		// Reap everything that is ready; only the init's status matters.
-		done := false
-		for {
-			wpid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
-			if err != nil || wpid <= 0 {
-				if errors.Is(err, unix.ECHILD) {
-					// Not our child (should not happen); fall back to polling its existence.
-					if unix.Kill(pid, 0) != nil {
-						done = true
-					}
-				}
-				break
-			}
-			if wpid == pid {
-				done = true
-				break
-			}
-			s.execs.exited(wpid, exitCode(ws))
+	keep := []int{s.listenFd}
+	add := func(key string, f *os.File) {
+		if f == nil {
+			return
 		}
-		if done {
-			break
-		}
-		select {
-		case <-sigc:
-		case <-time.After(time.Second):
+		fd := int(f.Fd())
+		keep = append(keep, fd)
+		kv = append(kv, key+"="+strconv.Itoa(fd))
+	}
+	add("out", s.stdout)
+	add("err", s.stderr)
+	add("in", s.stdin)
+	add("pty", s.master)
+	add("log", s.log)
+	add("ready", ready)
+	if s.cfg.Terminal {
+		kv = append(kv, "tty=1")
+	}
+	if s.cfg.StdinOnce {
+		kv = append(kv, "once=1")
+	}
+	for _, fd := range keep {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err != nil {
+			return fmt.Errorf("keep descriptor %d: %w", fd, err)
 		}
 	}
-	code := exitCode(ws)
-	// The init's death killed every process in its pid namespace; reap what is left.
-	for {
-		var ews unix.WaitStatus
-		wpid, err := unix.Wait4(-1, &ews, unix.WNOHANG, nil)
-		if err != nil || wpid <= 0 {
-			break
-		}
-		s.execs.exited(wpid, exitCode(ews))
-	}
-	s.execs.failAll(137)
-	// Let output drain, but not forever.
-	drained := make(chan struct{})
-	go func() { copiers.Wait(); close(drained) }()
-	select {
-	case <-drained:
-	case <-time.After(drainTimeout):
-		s.log.Warn("container output still open after exit; closing it")
-	}
-	if logw != nil {
-		_ = logw.Close()
-	}
-	oom := s.task.OOMKilled(ctx)
-	if err := s.task.Delete(ctx); err != nil {
-		s.log.Warn("delete container from runtime", "err", err)
-	}
-	s.mu.Lock()
-	s.status.State = "exited"
-	s.status.ExitCode = code
-	s.status.ExitedAt = time.Now().UTC()
-	s.status.OOMKilled = oom
-	st := s.status
-	if s.stdin != nil {
-		_ = s.stdin.Close()
-		s.stdin = nil
-	}
-	s.mu.Unlock()
-	// The exit file is renamed into place before anyone hears of the exit, and made durable
-	// right after: waiters (the daemon's /wait) need not wait for the disk, and the shim does
-	// not end before the fsync (Serve waits on persisted).
-	var tmp *os.File
-	if b, err := json.Marshal(st); err == nil {
-		if tmp, err = writeExitFile(filepath.Join(s.cfg.Dir, ExitName), b); err != nil {
-			s.log.Error("write exit status", "err", err)
+	env := []string{envCShim + "=" + strings.Join(kv, ";")}
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, envCShim+"=") {
+			env = append(env, e)
 		}
 	}
-	s.out.close()
-	close(s.exited)
-	if tmp != nil {
-		if err := tmp.Sync(); err != nil {
-			s.log.Error("sync exit status", "err", err)
-		}
-		_ = tmp.Close()
-		if err := fsutil.SyncDir(s.cfg.Dir); err != nil {
-			s.log.Error("sync exit status", "err", err)
-		}
-	}
-	close(s.persisted)
-}
-
-// writeExitFile writes data to path through a renamed temporary file and returns the file,
-// still open, for the caller to fsync.
-func writeExitFile(path string, data []byte) (*os.File, error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return nil, err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(0o600)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		_ = f.Close()
-		_ = os.Remove(f.Name())
-		return nil, err
-	}
-	return f, nil
-}
-
-// exitCode is a shell's view of a wait status: the exit code, or 128+signal.
-func exitCode(ws unix.WaitStatus) int {
-	switch {
-	case ws.Exited():
-		return ws.ExitStatus()
-	case ws.Signaled():
-		return 128 + int(ws.Signal())
-	}
-	return 0
-}
-
-func timeAfterDrain() <-chan time.Time { return time.After(drainTimeout) }
-
-func resizePty(f *os.File, h, w uint16) error {
-	return unix.IoctlSetWinsize(int(f.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: h, Col: w})
-}
-
-// Start releases the container's process.
-func (s *Shim) Start(ctx context.Context) error {
-	s.mu.Lock()
-	state := s.status.State
-	s.mu.Unlock()
-	if state != "created" {
-		return fmt.Errorf("container %s is %s, not created", s.cfg.ID, state)
-	}
-	if err := s.task.Start(ctx); err != nil {
-		return fmt.Errorf("start container: %w", err)
-	}
-	s.mu.Lock()
-	if s.status.State == "created" {
-		s.status.State = "running"
-		s.status.StartedAt = time.Now().UTC()
-	}
-	s.mu.Unlock()
-	return nil
-}
-
-// Kill signals the container.
-func (s *Shim) Kill(ctx context.Context, sig syscall.Signal, all bool) error {
-	select {
-	case <-s.exited:
-		return nil
-	default:
-	}
-	return s.task.Kill(ctx, sig, all)
-}
-
-// Status returns the current status.
-func (s *Shim) Status() Status {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.status
-}
-
-// Wait blocks until the container exited or ctx ends.
-func (s *Shim) Wait(ctx context.Context) (Status, error) {
-	select {
-	case <-s.exited:
-		return s.Status(), nil
-	case <-ctx.Done():
-		return Status{}, ctx.Err()
-	}
-}
-
-// Exited is closed when the container has exited and its status is recorded.
-func (s *Shim) Exited() <-chan struct{} { return s.exited }
-
-// Resize sets the pty's window size.
-func (s *Shim) Resize(height, width uint16) error {
-	s.mu.Lock()
-	c := s.console
-	s.mu.Unlock()
-	if c == nil {
-		return errors.New("container has no TTY")
-	}
-	return resizePty(c, height, width)
+	err = unix.Exec("/proc/self/exe", argv, env)
+	runtime.KeepAlive(s)
+	runtime.KeepAlive(ready)
+	return fmt.Errorf("re-execute the shim: %w", err)
 }
 
 // ReadExitFile reads the exit status a shim recorded in dir; ok is false if it has none.

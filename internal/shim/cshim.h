@@ -1,0 +1,15 @@
+// Interface of cshim.c for the Go side of package shim.
+#ifndef BERTH_CSHIM_H
+#define BERTH_CSHIM_H
+#include <stddef.h>
+#include <stdint.h>
+
+// The environment variable that hands a set-up shim over to the C steady state; keep in step
+// with envCShim in handover.go.
+#define BERTH_CSHIM_ENV "_BERTH_CSHIM"
+
+size_t berth_cshim_time(char *out, int64_t sec, long nsec);
+size_t berth_cshim_json_str(char *out, const unsigned char *s, size_t n);
+size_t berth_cshim_log_entry(char *out, const char *stream, const unsigned char *line, size_t n, int64_t sec, long nsec);
+size_t berth_cshim_log_entry_max(size_t n);
+#endif
