@@ -19,9 +19,11 @@ import (
 // credentials for the registry (anonymous when the client sent none).
 type RegistryBackend interface {
 	// Pull downloads ref (normalised as Docker does) for platform (os[/arch[/variant]], empty
-	// for the daemon's) and returns the image ID.
+	// for the daemon's) and returns the image ID. A ref with neither tag nor digest pulls
+	// every tag of the repository (`docker pull --all-tags`).
 	Pull(ctx context.Context, ref, platform string, auth authn.Authenticator, progress Progress) (string, error)
-	// Push uploads the stored image ref.
+	// Push uploads the stored image ref; a ref without tag pushes every local tag of the
+	// repository (`docker push --all-tags`).
 	Push(ctx context.Context, ref string, auth authn.Authenticator, progress Progress) error
 	// Login checks credentials against a registry (empty server: Docker Hub).
 	Login(ctx context.Context, server string, auth authn.Authenticator) (string, error)
@@ -78,6 +80,8 @@ func authenticator(ac registry.AuthConfig) authn.Authenticator {
 }
 
 // pullReference combines fromImage and tag as dockerd does: tag may be a tag or a digest.
+// When both lack a tag the result is the bare repository, which pulls all its tags: the
+// docker CLI always sends tag (latest by default) except for --all-tags.
 func pullReference(fromImage, tag string) (string, error) {
 	if tag == "" {
 		return fromImage, nil
@@ -124,7 +128,8 @@ func (s *server) imagePull(ctx context.Context, w http.ResponseWriter, r *http.R
 	return nil
 }
 
-// imagePush is POST /images/{name}/push?tag=.
+// imagePush is POST /images/{name}/push?tag=. An empty tag pushes all local tags of the
+// repository, as dockerd does (`docker push --all-tags`).
 func (s *server) imagePush(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
 	rb, err := s.registry()
 	if err != nil {

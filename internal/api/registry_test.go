@@ -199,3 +199,17 @@ func FuzzDecodeAuthHeader(f *testing.F) {
 		_, _ = pullReference("busybox", h)
 	})
 }
+
+// An empty tag means all tags, as in dockerd: the docker CLI sends no tag only for --all-tags.
+func TestAllTagsReachBackendAsBareRepository(t *testing.T) {
+	srv, fr := newRegistryServer(t)
+	if resp, body := post(t, srv, "/images/create?fromImage=busybox", "", ""); resp.StatusCode != 200 || fr.ref != "busybox" {
+		t.Fatalf("pull --all-tags: %d %s, backend got %q", resp.StatusCode, body, fr.ref)
+	}
+	if resp, _ := post(t, srv, "/images/create?fromImage=busybox:1.36", "", ""); resp.StatusCode != 200 || fr.ref != "busybox:1.36" {
+		t.Fatalf("pull with the tag in fromImage: backend got %q", fr.ref)
+	}
+	if resp, body := post(t, srv, "/images/localhost:5000/a/b/push", "", ""); resp.StatusCode != 200 || fr.ref != "localhost:5000/a/b" {
+		t.Fatalf("push --all-tags: %d %s, backend got %q", resp.StatusCode, body, fr.ref)
+	}
+}

@@ -69,6 +69,10 @@ func newDaemonCommand() *cobra.Command {
 	f.StringVar(&cfg.BridgePrefix, "bridge-prefix", "br-", "Name prefix of user networks' bridges")
 	f.StringVar(&cfg.NFTable, "nftables-table", "berth", "Name of berth's nftables table (family ip)")
 	listVarP(f, &cfg.InsecureRegistries, "insecure-registry", "", nil, "Registry (host[:port] or CIDR) to reach over plain HTTP")
+	listVarP(f, &cfg.Hub.Mirrors, "registry-mirror", "", nil, "Preferred Docker registry mirror (http:// or https:// URL; tried in order before Docker Hub)")
+	// Tests point "Docker Hub" at a local registry: they have no internet.
+	f.StringVar(&cfg.Hub.Endpoint, "registry-hub", "", "URL that replaces Docker Hub's registry (testing)")
+	_ = f.MarkHidden("registry-hub")
 	_ = f.MarkHidden("bridge-prefix")
 	_ = f.MarkHidden("nftables-table")
 	f.StringVar(&cfg.TLS.CACert, "tlscacert", "", "CA certificate that client certificates must be signed by")

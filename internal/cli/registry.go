@@ -99,6 +99,22 @@ func (c *cli) withDefaultTag(ref string) (string, error) {
 	return reference.FamiliarString(n), nil
 }
 
+// refForTags is the reference pull and push send: with --all-tags the bare repository (a
+// tag or digest is an error, as in docker), otherwise withDefaultTag's.
+func (c *cli) refForTags(ref string, all bool) (string, error) {
+	if !all {
+		return c.withDefaultTag(ref)
+	}
+	n, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return "", fmt.Errorf("invalid reference format: %s: %w", ref, err)
+	}
+	if !reference.IsNameOnly(n) {
+		return "", errors.New("tag can't be used with --all-tags/-a")
+	}
+	return reference.FamiliarName(n), nil
+}
+
 func (c *cli) newPullCommand(use string) *cobra.Command {
 	var (
 		platform string
@@ -110,10 +126,7 @@ func (c *cli) newPullCommand(use string) *cobra.Command {
 		Short: "Download an image from a registry",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if all {
-				return errors.New("--all-tags is not supported by berth")
-			}
-			ref, err := c.withDefaultTag(args[0])
+			ref, err := c.refForTags(args[0], all)
 			if err != nil {
 				return err
 			}
@@ -121,7 +134,7 @@ func (c *cli) newPullCommand(use string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			opts := client.ImagePullOptions{RegistryAuth: auth}
+			opts := client.ImagePullOptions{RegistryAuth: auth, All: all}
 			if platform != "" {
 				p, err := parsePlatformFlag(platform)
 				if err != nil {
@@ -154,7 +167,7 @@ func (c *cli) newPullCommand(use string) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&platform, "platform", "", "Set platform if server is multi-platform capable")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "Suppress verbose output")
-	cmd.Flags().BoolVarP(&all, "all-tags", "a", false, "Download all tagged images in the repository (not supported)")
+	cmd.Flags().BoolVarP(&all, "all-tags", "a", false, "Download all tagged images in the repository")
 	cmd.Flags().Bool("disable-content-trust", true, "Skip image verification (always)")
 	return cmd
 }
@@ -207,10 +220,7 @@ func (c *cli) newPushCommand(use string) *cobra.Command {
 		Short: "Upload an image to a registry",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if all {
-				return errors.New("--all-tags is not supported by berth")
-			}
-			ref, err := c.withDefaultTag(args[0])
+			ref, err := c.refForTags(args[0], all)
 			if err != nil {
 				return err
 			}
@@ -224,7 +234,7 @@ func (c *cli) newPushCommand(use string) *cobra.Command {
 			}
 			ctx, stop := interruptible(cmd.Context())
 			defer stop()
-			rc, err := cl.ImagePush(ctx, ref, client.ImagePushOptions{RegistryAuth: auth})
+			rc, err := cl.ImagePush(ctx, ref, client.ImagePushOptions{RegistryAuth: auth, All: all})
 			if err != nil {
 				return err
 			}
@@ -241,7 +251,7 @@ func (c *cli) newPushCommand(use string) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "Suppress verbose output")
-	cmd.Flags().BoolVarP(&all, "all-tags", "a", false, "Push all tags of an image to the repository (not supported)")
+	cmd.Flags().BoolVarP(&all, "all-tags", "a", false, "Push all tags of an image to the repository")
 	cmd.Flags().Bool("disable-content-trust", true, "Skip image signing (always)")
 	return cmd
 }

@@ -67,6 +67,8 @@ type Config struct {
 	// InsecureRegistries are registries (host[:port] or CIDR) reached over plain HTTP, as
 	// dockerd's --insecure-registry; localhost and 127.0.0.0/8 always are.
 	InsecureRegistries []string
+	// Hub is Docker Hub access: the --registry-mirror list (and the hub endpoint tests replace).
+	Hub image.HubConfig
 }
 
 // Daemon is a running daemon. It is created by Run and lives until Run returns.
@@ -219,6 +221,7 @@ func newDaemon(ctx context.Context, cfg Config) (*Daemon, error) {
 		Logger:      cfg.Logger.With("component", "image"),
 
 		InsecureRegistries: cfg.InsecureRegistries,
+		Hub:                cfg.Hub,
 	})
 	if err != nil {
 		_ = db.Close()

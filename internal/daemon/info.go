@@ -62,6 +62,7 @@ func (d *Daemon) Info(ctx context.Context) (system.Info, error) {
 		LiveRestoreEnabled: true,
 		SecurityOptions:    []string{"name=seccomp,profile=builtin", "name=cgroupns"},
 		InitBinary:         "berth",
+		RegistryConfig:     d.images.RegistryConfig(),
 	}, nil
 }
 

@@ -215,3 +215,77 @@ func testDockerLogin(t *testing.T, startReg func(t *testing.T, user, pass string
 		t.Fatalf("docker push after login: %s", r)
 	}
 }
+
+// TestDockerAllTagsAndMount: `docker push --all-tags` pushes every local tag of a repository,
+// `docker pull --all-tags` pulls every tag back, and pushing the same image to a second
+// repository of `berth registry serve` mounts its layers ("Mounted from").
+func TestDockerAllTagsAndMount(t *testing.T) {
+	d := startDaemon(t)
+	id := d.importBusybox(t, "bbx:v1")
+	reg := startBerthRegistry(t, "", "")
+	repo := reg + "/e2e/multi"
+	for _, tag := range []string{"a", "b"} {
+		d.mustDocker(t, nil, "tag", "bbx:v1", repo+":"+tag)
+	}
+	out := d.mustDocker(t, nil, "push", "--all-tags", repo)
+	for _, s := range []string{"The push refers to repository [" + repo + "]", "a: digest: sha256:", "b: digest: sha256:"} {
+		if !strings.Contains(out, s) {
+			t.Fatalf("docker push --all-tags output lacks %q:\n%s", s, out)
+		}
+	}
+	d.mustDocker(t, nil, "tag", "bbx:v1", reg+"/e2e/other:v1")
+	out = d.mustDocker(t, nil, "push", reg+"/e2e/other:v1")
+	if !strings.Contains(out, "Mounted from e2e/multi") {
+		t.Fatalf("second repository did not mount the layer:\n%s", out)
+	}
+	d.mustDocker(t, nil, "rmi", "-f", id)
+	out = d.mustDocker(t, nil, "pull", "--all-tags", repo)
+	for _, s := range []string{"a: Pulling from e2e/multi", "b: Pulling from e2e/multi", "Status: Downloaded newer image for " + repo} {
+		if !strings.Contains(out, s) {
+			t.Fatalf("docker pull --all-tags output lacks %q:\n%s", s, out)
+		}
+	}
+	for _, tag := range []string{"a", "b"} {
+		if got := d.inspect(t, repo+":"+tag).ID; got != id {
+			t.Fatalf("%s:%s is %s, want %s", repo, tag, got, id)
+		}
+	}
+	if r := d.docker(t, nil, "pull", "--all-tags", repo+":a"); r.code == 0 || !strings.Contains(r.stderr, "tag can't be used with --all-tags") {
+		t.Fatalf("pull --all-tags with a tag: %s", r)
+	}
+}
+
+// TestDockerLoadPushPullKeepsDigests: an image from `docker save` | `docker load`, pushed,
+// removed and pulled back keeps its ID, and RepoDigests names the manifest as pushed.
+func TestDockerLoadPushPullKeepsDigests(t *testing.T) {
+	d := startDaemon(t)
+	id := d.importBusybox(t, "bbx:v1")
+	archive := filepath.Join(t.TempDir(), "bbx.tar")
+	d.mustDocker(t, nil, "save", "-o", archive, "bbx:v1")
+	d.mustDocker(t, nil, "rmi", "bbx:v1")
+	d.mustDocker(t, nil, "load", "-i", archive)
+	if got := d.inspect(t, "bbx:v1").ID; got != id {
+		t.Fatalf("loaded %s, saved %s", got, id)
+	}
+	reg := startBerthRegistry(t, "", "")
+	ref := reg + "/e2e/loaded:v1"
+	d.mustDocker(t, nil, "tag", "bbx:v1", ref)
+	out := d.mustDocker(t, nil, "push", ref)
+	digest := out[strings.Index(out, "digest: ")+len("digest: "):]
+	digest = digest[:strings.IndexByte(digest, ' ')]
+	want := `["` + reg + "/e2e/loaded@" + digest + `"]`
+	if got := strings.TrimSpace(d.mustDocker(t, nil, "image", "inspect", "--format", "{{json .RepoDigests}}", ref)); got != want {
+		t.Fatalf("RepoDigests after push = %s, want %s", got, want)
+	}
+	d.mustDocker(t, nil, "rmi", "-f", id)
+	out = d.mustDocker(t, nil, "pull", ref)
+	if !strings.Contains(out, "Digest: "+digest) {
+		t.Fatalf("pull back got another digest (want %s):\n%s", digest, out)
+	}
+	if got := d.inspect(t, ref).ID; got != id {
+		t.Fatalf("pulled back %s, loaded %s", got, id)
+	}
+	if got := strings.TrimSpace(d.mustDocker(t, nil, "image", "inspect", "--format", "{{json .RepoDigests}}", ref)); got != want {
+		t.Fatalf("RepoDigests after pull = %s, want %s", got, want)
+	}
+}

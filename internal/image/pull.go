@@ -3,7 +3,9 @@ package image
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"runtime"
 	"strings"
 	"sync"
@@ -15,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/api/types/jsonstream"
@@ -59,65 +62,219 @@ func syncProgress(p Progress) Progress {
 // Pull downloads an image from its registry: a multi-platform index is resolved to the
 // platform asked for (default linux on the daemon's architecture), missing layer blobs are
 // downloaded concurrently, verified and stored once, unpacked in order, and the image is
-// recorded with its tag and RepoDigest, names last. It reports Docker's progress messages and
-// returns the image ID. A failed pull leaves no blob, snapshot or name behind that no image uses.
+// recorded with its tag and RepoDigest, names last. Docker Hub images are tried at each
+// --registry-mirror first. A reference with neither tag nor digest pulls every tag of the
+// repository, as dockerd does when the API's tag parameter is empty (`docker pull --all-tags`).
+// It reports Docker's progress messages and returns the image ID (the last one pulled). A
+// failed pull leaves no blob, snapshot or name behind that no image uses.
 func (s *Service) Pull(ctx context.Context, ref, platform string, auth authn.Authenticator, progress Progress) (string, error) {
 	progress = syncProgress(progress)
-	named, rref, err := s.normalizeRef(ref)
+	n, err := reference.ParseNormalizedNamed(ref)
 	if err != nil {
-		return "", err
+		return "", errInvalid("invalid reference format: %v", err)
 	}
 	plat, err := parsePlatform(platform)
 	if err != nil {
 		return "", err
 	}
+	if reference.IsNameOnly(n) {
+		return s.pullAllTags(ctx, n, plat, auth, progress)
+	}
+	named, err := pullName(n)
+	if err != nil {
+		return "", err
+	}
+	res, err := s.pullOne(ctx, named, plat, auth, progress)
+	if err != nil {
+		return "", err
+	}
+	progress(statusMessage(res.upToDate, named))
+	return res.id.String(), nil
+}
+
+// pullName is what a reference with a tag or digest pulls: name:tag@digest pulls by digest,
+// as Docker does.
+func pullName(n reference.Named) (reference.Named, error) {
+	if c, ok := n.(reference.Canonical); ok {
+		d, err := reference.WithDigest(reference.TrimNamed(n), c.Digest())
+		if err != nil {
+			return nil, errInvalid("invalid reference format: %v", err)
+		}
+		return d, nil
+	}
+	return reference.TagNameOnly(n), nil
+}
+
+// statusMessage is Docker's last line of a pull.
+func statusMessage(upToDate bool, n reference.Named) jsonstream.Message {
+	if upToDate {
+		return jsonstream.Message{Status: "Status: Image is up to date for " + reference.FamiliarString(n)}
+	}
+	return jsonstream.Message{Status: "Status: Downloaded newer image for " + reference.FamiliarString(n)}
+}
+
+// pullAllTags pulls every tag the registry lists for repository n, one after the other, with
+// Docker's per-tag progress ("<tag>: Pulling from ...") and one status line for the repository.
+func (s *Service) pullAllTags(ctx context.Context, n reference.Named, plat v1.Platform, auth authn.Authenticator, progress Progress) (string, error) {
+	tags, err := s.listTags(ctx, n, auth)
+	if err != nil {
+		return "", err
+	}
+	if len(tags) == 0 {
+		return "", errNotFound("no tags found for %s", reference.FamiliarName(n))
+	}
+	var last pulled
+	anyNew := false
+	for _, t := range tags {
+		tn, err := reference.WithTag(n, t)
+		if err != nil {
+			return "", errInvalid("pull %s: registry listed an invalid tag %q: %v", reference.FamiliarName(n), t, err)
+		}
+		if last, err = s.pullOne(ctx, tn, plat, auth, progress); err != nil {
+			return "", err
+		}
+		anyNew = anyNew || !last.upToDate
+	}
+	progress(statusMessage(!anyNew, n))
+	return last.id.String(), nil
+}
+
+// listTags lists a repository's tags (registry tag list API, all pages), trying the Docker
+// Hub mirrors first as a pull does.
+func (s *Service) listTags(ctx context.Context, n reference.Named, auth authn.Authenticator) ([]string, error) {
+	eps, err := s.pullEndpoints(n)
+	if err != nil {
+		return nil, err
+	}
+	for _, ep := range eps {
+		opts := s.endpointOptions(ctx, ep, auth)
+		tags, err := remote.List(ep.reg.Repo(reference.Path(n)), opts...)
+		if err == nil {
+			return tags, nil
+		}
+		if fallBack(ctx, ep, err) {
+			s.log.Debug("listing tags on mirror failed; trying the next endpoint", "mirror", ep.url, "repository", n.Name(), "err", err)
+			continue
+		}
+		var te *transport.Error
+		if errors.As(err, &te) && te.StatusCode == http.StatusNotFound {
+			return nil, errNotFound("pull %s: repository not found: %v", reference.FamiliarName(n), err)
+		}
+		return nil, registryError("pull", n, err)
+	}
+	return nil, errNotFound("pull %s: no registry to pull from", reference.FamiliarName(n))
+}
+
+// endpointOptions are the remote options for one endpoint. A mirror gets one attempt per
+// request: when it fails the next endpoint is tried rather than the mirror again.
+func (s *Service) endpointOptions(ctx context.Context, ep endpoint, auth authn.Authenticator) []remote.Option {
 	opts := s.remoteOptions(ctx, auth)
+	if ep.mirror {
+		opts = append(opts, remote.WithRetryBackoff(remote.Backoff{Duration: time.Millisecond, Factor: 1, Steps: 1}))
+	}
+	return opts
+}
+
+// manifestSource is an image manifest and config fetched from one endpoint.
+type manifestSource struct {
+	ep          endpoint
+	repo        name.Repository
+	desc        *remote.Descriptor // what the reference resolved to (maybe an index)
+	rawManifest []byte
+	mt          types.MediaType
+	m           ocispec.Manifest
+	rawCfg      []byte
+	cfg         *imageConfig
+	digest      digest.Digest // of rawManifest
+}
+
+// resolve fetches and checks the manifest and config of named at one endpoint.
+func (s *Service) resolve(ctx context.Context, named reference.Named, ep endpoint, plat v1.Platform, auth authn.Authenticator) (*manifestSource, error) {
+	repo := ep.reg.Repo(reference.Path(named))
+	var rref name.Reference
+	switch r := named.(type) {
+	case reference.Digested:
+		rref = repo.Digest(r.Digest().String())
+	case reference.Tagged:
+		rref = repo.Tag(r.Tag())
+	default:
+		rref = repo.Tag("latest")
+	}
+	opts := s.endpointOptions(ctx, ep, auth)
 	desc, err := remote.Get(rref, append(opts, remote.WithPlatform(plat))...)
 	if err != nil {
-		return "", registryError("pull", named, err)
+		return nil, registryError("pull", named, err)
 	}
 	if desc.MediaType == types.DockerManifestSchema1 || desc.MediaType == types.DockerManifestSchema1Signed {
-		return "", errInvalid("pull %s: Docker image manifest schema 1 is not supported; push the image again with a current client", reference.FamiliarString(named))
+		return nil, errInvalid("pull %s: Docker image manifest schema 1 is not supported; push the image again with a current client", reference.FamiliarString(named))
 	}
 	if !desc.MediaType.IsIndex() && !desc.MediaType.IsImage() {
-		return "", errInvalid("pull %s: unsupported manifest media type %q", reference.FamiliarString(named), desc.MediaType)
+		return nil, errInvalid("pull %s: unsupported manifest media type %q", reference.FamiliarString(named), desc.MediaType)
 	}
 	img, err := desc.Image()
 	if err != nil {
 		if desc.MediaType.IsIndex() {
-			return "", errNotFound("no matching manifest for %s in the manifest list entries: %v", plat.String(), err)
+			return nil, errNotFound("no matching manifest for %s in the manifest list entries: %v", plat.String(), err)
 		}
-		return "", registryError("pull", named, err)
+		return nil, registryError("pull", named, err)
 	}
-	rawManifest, err := img.RawManifest()
+	src := &manifestSource{ep: ep, repo: repo, desc: desc}
+	if src.rawManifest, err = img.RawManifest(); err != nil {
+		return nil, registryError("pull", named, err)
+	}
+	if src.mt, err = img.MediaType(); err != nil {
+		return nil, registryError("pull", named, err)
+	}
+	if !isManifestType(string(src.mt)) {
+		return nil, errInvalid("pull %s: unsupported manifest media type %q", reference.FamiliarString(named), src.mt)
+	}
+	if src.m, err = parseManifest(src.rawManifest); err != nil {
+		return nil, err
+	}
+	if src.rawCfg, err = img.RawConfigFile(); err != nil {
+		return nil, registryError("pull", named, err)
+	}
+	if got := digest.FromBytes(src.rawCfg); got != src.m.Config.Digest {
+		return nil, errInvalid("pull %s: config has digest %s, manifest says %s", reference.FamiliarString(named), got, src.m.Config.Digest)
+	}
+	if src.cfg, err = parseConfig(src.rawCfg); err != nil {
+		return nil, err
+	}
+	if len(src.cfg.RootFS.DiffIDs) != len(src.m.Layers) {
+		return nil, errInvalid("pull %s: manifest has %d layers but the config lists %d diff IDs", reference.FamiliarString(named), len(src.m.Layers), len(src.cfg.RootFS.DiffIDs))
+	}
+	src.digest = digest.FromBytes(src.rawManifest)
+	return src, nil
+}
+
+// pulled is the outcome of pulling one tag or digest.
+type pulled struct {
+	id       digest.Digest
+	upToDate bool
+}
+
+// pullOne pulls one tagged or digested reference: the manifest from the first endpoint that
+// serves it (mirrors fall back to the next on any failure), then the layers from there.
+func (s *Service) pullOne(ctx context.Context, named reference.Named, plat v1.Platform, auth authn.Authenticator, progress Progress) (pulled, error) {
+	eps, err := s.pullEndpoints(named)
 	if err != nil {
-		return "", registryError("pull", named, err)
+		return pulled{}, err
 	}
-	mt, err := img.MediaType()
-	if err != nil {
-		return "", registryError("pull", named, err)
+	var src *manifestSource
+	for _, ep := range eps {
+		src, err = s.resolve(ctx, named, ep, plat, auth)
+		if err == nil {
+			break
+		}
+		if !fallBack(ctx, ep, err) {
+			return pulled{}, err
+		}
+		s.log.Debug("pull from mirror failed; trying the next endpoint", "mirror", ep.url, "ref", named.String(), "err", err)
 	}
-	if !isManifestType(string(mt)) {
-		return "", errInvalid("pull %s: unsupported manifest media type %q", reference.FamiliarString(named), mt)
+	if src == nil {
+		return pulled{}, err
 	}
-	m, err := parseManifest(rawManifest)
-	if err != nil {
-		return "", err
-	}
-	rawCfg, err := img.RawConfigFile()
-	if err != nil {
-		return "", registryError("pull", named, err)
-	}
-	if got := digest.FromBytes(rawCfg); got != m.Config.Digest {
-		return "", errInvalid("pull %s: config has digest %s, manifest says %s", reference.FamiliarString(named), got, m.Config.Digest)
-	}
-	cfg, err := parseConfig(rawCfg)
-	if err != nil {
-		return "", err
-	}
-	if len(cfg.RootFS.DiffIDs) != len(m.Layers) {
-		return "", errInvalid("pull %s: manifest has %d layers but the config lists %d diff IDs", reference.FamiliarString(named), len(m.Layers), len(cfg.RootFS.DiffIDs))
-	}
+	m, cfg, rawCfg, rawManifest := src.m, src.cfg, src.rawCfg, src.rawManifest
 
 	// Docker: "latest: Pulling from library/busybox".
 	tagOrDigest := ""
@@ -131,22 +288,18 @@ func (s *Service) Pull(ctx context.Context, ref, platform string, auth authn.Aut
 
 	ls := s.newLease()
 	defer ls.release(context.WithoutCancel(ctx))
-	mh, err := img.Digest()
-	if err != nil {
-		return "", registryError("pull", named, err)
-	}
-	manifestDigest := digest.Digest(mh.String())
+	manifestDigest := src.digest
 	if _, _, err := s.content.write(bytes.NewReader(rawCfg), m.Config.Digest, ls.blob); err != nil {
-		return "", err
+		return pulled{}, err
 	}
 	if _, _, err := s.content.write(bytes.NewReader(rawManifest), manifestDigest, ls.blob); err != nil {
-		return "", err
+		return pulled{}, err
 	}
 	id := m.Config.Digest
 	now := time.Now().UTC()
 	rec := &imageRecord{
 		ID:       id,
-		Manifest: ocispec.Descriptor{MediaType: string(mt), Digest: manifestDigest, Size: int64(len(rawManifest))},
+		Manifest: ocispec.Descriptor{MediaType: string(src.mt), Digest: manifestDigest, Size: int64(len(rawManifest))},
 		Config:   ocispec.Descriptor{MediaType: m.Config.MediaType, Digest: id, Size: int64(len(rawCfg))},
 		Added:    now,
 		Labels:   cfg.Config.Labels,
@@ -157,17 +310,23 @@ func (s *Service) Pull(ctx context.Context, ref, platform string, auth authn.Aut
 	if cfg.Created != nil {
 		rec.Created = cfg.Created.UTC()
 	}
-	if err := s.pullLayers(ctx, rref.Context(), m, cfg.RootFS.DiffIDs, rec, opts, ls, progress); err != nil {
-		return "", err
+	opts := s.remoteOptions(ctx, auth)
+	if err := s.pullLayers(ctx, src.repo, m, cfg.RootFS.DiffIDs, rec, opts, ls, progress); err != nil {
+		return pulled{}, err
 	}
 	for _, l := range rec.Layers {
 		rec.Size += l.Size
 	}
 
-	// Names are written last, in the same transaction as the image record.
-	repoDigest, err := reference.WithDigest(reference.TrimNamed(named), digest.Digest(desc.Digest.String()))
+	// Names are written last, in the same transaction as the image record, with where the
+	// layers came from (pushes mount them from there).
+	repoDigest, err := reference.WithDigest(reference.TrimNamed(named), digest.Digest(src.desc.Digest.String()))
 	if err != nil {
-		return "", errInvalid("pull %s: %v", reference.FamiliarString(named), err)
+		return pulled{}, errInvalid("pull %s: %v", reference.FamiliarString(named), err)
+	}
+	layerBlobs := make([]digest.Digest, 0, len(rec.Layers))
+	for _, l := range rec.Layers {
+		layerBlobs = append(layerBlobs, l.Blob.Digest)
 	}
 	upToDate := false
 	err = s.db.Update(func(tx *bbolt.Tx) error {
@@ -182,6 +341,9 @@ func (s *Service) Pull(ctx context.Context, ref, platform string, auth authn.Aut
 			if err := putImage(tx, rec); err != nil {
 				return err
 			}
+		}
+		if err := addSource(tx, sourceOf(named), layerBlobs...); err != nil {
+			return err
 		}
 		old, err := getRef(tx, named.String())
 		if err != nil {
@@ -203,16 +365,11 @@ func (s *Service) Pull(ctx context.Context, ref, platform string, auth authn.Aut
 		return nil
 	})
 	if err != nil {
-		return "", fmt.Errorf("record image %s: %w", id, err)
+		return pulled{}, fmt.Errorf("record image %s: %w", id, err)
 	}
-	progress(jsonstream.Message{Status: "Digest: " + desc.Digest.String()})
-	if upToDate {
-		progress(jsonstream.Message{Status: "Status: Image is up to date for " + reference.FamiliarString(named)})
-	} else {
-		progress(jsonstream.Message{Status: "Status: Downloaded newer image for " + reference.FamiliarString(named)})
-	}
+	progress(jsonstream.Message{Status: "Digest: " + src.desc.Digest.String()})
 	s.publish(events.ActionPull, reference.FamiliarString(named), eventAttrs(rec.Labels, reference.FamiliarString(named)))
-	return id.String(), nil
+	return pulled{id: id, upToDate: upToDate}, nil
 }
 
 // pullLayers fills rec.Layers: downloads the missing blobs (pullJobs at a time, each retried)

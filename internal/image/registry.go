@@ -32,35 +32,26 @@ const defaultRetryBase = time.Second
 const userAgent = "berth"
 
 // normalizeRef parses an image reference as Docker does (busybox -> docker.io/library/busybox:latest)
-// and returns it with the registry reference of go-containerregistry. Plain-HTTP registries are
+// and returns it with the registry reference of go-containerregistry at the image's own
+// registry (Docker Hub's endpoint for docker.io; mirrors aside). Plain-HTTP registries are
 // those on loopback addresses or in the daemon's insecure list.
 func (s *Service) normalizeRef(ref string) (reference.Named, name.Reference, error) {
 	n, err := reference.ParseNormalizedNamed(ref)
 	if err != nil {
 		return nil, nil, errInvalid("invalid reference format: %v", err)
 	}
-	var opts []name.Option
-	if s.insecureRegistry(reference.Domain(n)) {
-		opts = append(opts, name.Insecure)
+	if n, err = pullName(n); err != nil {
+		return nil, nil, err
 	}
-	if c, ok := n.(reference.Canonical); ok {
-		// name:tag@digest pulls by digest, as Docker does.
-		n, err = reference.WithDigest(reference.TrimNamed(n), c.Digest())
-		if err != nil {
-			return nil, nil, errInvalid("invalid reference format: %v", err)
-		}
-		r, err := name.NewDigest(n.String(), opts...)
-		if err != nil {
-			return nil, nil, errInvalid("invalid reference format: %v", err)
-		}
-		return n, r, nil
-	}
-	n = reference.TagNameOnly(n)
-	r, err := name.NewTag(n.String(), opts...)
+	reg, err := s.registryFor(reference.Domain(n))
 	if err != nil {
-		return nil, nil, errInvalid("invalid reference format: %v", err)
+		return nil, nil, err
 	}
-	return n, r, nil
+	repo := reg.Repo(reference.Path(n))
+	if d, ok := n.(reference.Digested); ok {
+		return n, repo.Digest(d.Digest().String()), nil
+	}
+	return n, repo.Tag(n.(reference.Tagged).Tag()), nil
 }
 
 // insecureRegistry reports whether a registry is spoken to over plain HTTP: localhost and
@@ -175,11 +166,11 @@ func (s *Service) withRetries(ctx context.Context, fn func() error, onRetry func
 // Docker Hub) by authenticating and fetching /v2/. It returns the registry's host name.
 func (s *Service) Login(ctx context.Context, server string, auth authn.Authenticator) (string, error) {
 	host := registryHost(server)
-	var opts []name.Option
-	if s.insecureRegistry(host) {
-		opts = append(opts, name.Insecure)
+	domain := host
+	if host == name.DefaultRegistry {
+		domain = hubDomain
 	}
-	reg, err := name.NewRegistry(host, opts...)
+	reg, err := s.registryFor(domain)
 	if err != nil {
 		return "", errInvalid("invalid registry %q: %v", server, err)
 	}

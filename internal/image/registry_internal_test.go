@@ -1,6 +1,9 @@
 package image
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestInsecureRegistry(t *testing.T) {
 	s := &Service{insecure: []string{"reg.lan:5000", "10.1.0.0/16", "plain.example"}}
@@ -52,5 +55,20 @@ func FuzzParsePlatformAndRef(f *testing.F) {
 			t.Fatalf("normalizeRef(%q) returned nil without error", in)
 		}
 		_ = registryHost(in)
+	})
+}
+
+func FuzzParseRegistryURL(f *testing.F) {
+	for _, s := range []string{"https://mirror.gcr.io", "http://10.0.0.1:5000/", "mirror.example", "ftp://x", "https://u:p@x", "https://x/p", "https://x/?q", "http://[::1]:5000", "://", "https://"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		u, norm, err := parseRegistryURL(in)
+		if err != nil {
+			return
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || !strings.HasSuffix(norm, "/") {
+			t.Fatalf("parseRegistryURL(%q) accepted %+v %q", in, u, norm)
+		}
 	})
 }

@@ -55,6 +55,9 @@ type Options struct {
 	// InsecureRegistries are registries (host[:port] or CIDR) spoken to over plain HTTP, as
 	// dockerd's --insecure-registry; localhost and 127.0.0.0/8 always are.
 	InsecureRegistries []string
+	// Hub is how Docker Hub images are reached: dockerd's --registry-mirror list, and the hub
+	// endpoint tests replace.
+	Hub HubConfig
 }
 
 // Snapshot labels and keys owned by the image service.
@@ -89,6 +92,8 @@ type Service struct {
 	inUse   func(imageID string) bool
 
 	insecure  []string      // --insecure-registry entries
+	mirrors   []endpoint    // --registry-mirror entries, tried in order for docker.io pulls
+	hub       endpoint      // Docker Hub's registry
 	retryBase time.Duration // first back-off between blob attempts; tests shorten it
 }
 
@@ -97,6 +102,11 @@ type Service struct {
 func New(ctx context.Context, opts Options) (*Service, error) {
 	if opts.Root == "" || opts.DB == nil || opts.Snapshotter == nil {
 		return nil, errors.New("image.New: Root, DB and Snapshotter are required")
+	}
+	// Registry settings are checked first: a bad flag must change nothing on disk.
+	reg := &Service{insecure: slices.Clone(opts.InsecureRegistries)}
+	if err := reg.setHub(opts.Hub); err != nil {
+		return nil, err
 	}
 	cs, err := newContentStore(opts.Root)
 	if err != nil {
@@ -114,7 +124,9 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		log:     log.With("component", "image"),
 		leases:  map[string]int{},
 
-		insecure: slices.Clone(opts.InsecureRegistries),
+		insecure: reg.insecure,
+		mirrors:  reg.mirrors,
+		hub:      reg.hub,
 	}
 	if err := initBuckets(s.db); err != nil {
 		return nil, err
@@ -292,13 +304,19 @@ func (s *Service) collectLocked(ctx context.Context, blobs []digest.Digest, snap
 		return nil, err
 	}
 	var errs []error
+	var deleted []digest.Digest
 	for _, d := range blobs {
 		if _, ok := m.blobs[d]; ok || s.leases[blobKey(d)] > 0 {
 			continue
 		}
 		if err := s.content.delete(d); err != nil {
 			errs = append(errs, err)
+			continue
 		}
+		deleted = append(deleted, d)
+	}
+	if err := s.forgetSources(deleted); err != nil {
+		errs = append(errs, err)
 	}
 	var removed []string
 	seen := map[string]bool{}

@@ -51,7 +51,7 @@ type refRecord struct {
 
 func initBuckets(db *bbolt.DB) error {
 	return db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketImages, bucketRefs} {
+		for _, b := range [][]byte{bucketImages, bucketRefs, bucketSources} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("create bucket %s: %w", b, err)
 			}
