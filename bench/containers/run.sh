@@ -80,7 +80,7 @@ mem_of() { # mem_of PID... -> "RSS PSS USS" in MiB, means
     read -r r p u < <(awk '/^Rss:/ {r=$2} /^Pss:/ {p=$2} /^Private_(Clean|Dirty):/ {u+=$2} END {print r, p, u}' /proc/$pid/smaps_rollup)
     rss=$((rss + r)); pss=$((pss + p)); uss=$((uss + u)); n=$((n + 1))
   done
-  awk -v a="$rss" -v b="$pss" -v c="$uss" -v n="$n" 'BEGIN { if (n == 0) n = 1; printf "%.2f %.2f %.2f", a/n/1024, b/n/1024, c/n/1024 }'
+  awk -v a="$rss" -v b="$pss" -v c="$uss" -v n="$n" 'BEGIN { if (n == 0) n = 1; printf "%.2f %.2f %.2f\n", a/n/1024, b/n/1024, c/n/1024 }'
 }
 for i in $(seq 10); do "$BERTH" run -d --network none busybox sleep 3600 >/dev/null; done
 for i in $(seq 10); do pod run -d --network none localhost/busybox sleep 3600 >/dev/null; done

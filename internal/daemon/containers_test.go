@@ -460,7 +460,7 @@ func TestAutoRemoveRestart(t *testing.T) {
 	if err := d.ContainerStart(ctx, cr.ID); err != nil {
 		t.Fatal(err)
 	}
-	timeout := 10
+	timeout := 1 // the trap may not be set yet; then the kill follows at once
 	if err := d.ContainerRestart(ctx, cr.ID, "", &timeout); err != nil {
 		t.Fatalf("restart a --rm container: %v", err)
 	}

@@ -581,8 +581,14 @@ func (d *Daemon) handleExit(c *ctr, gen int, st shim.Status) {
 	rec.State.FinishedAt = finished
 	c.shim = nil
 	_ = os.RemoveAll(d.shimDir(rec.ID))
-	if err := d.saveCtr(rec); err != nil {
-		d.log.Error("save container exit", "container", rec.ID, "err", err)
+	autoRemove := rec.HostConfig.AutoRemove && !c.restarting
+	// A --rm container is deleted next; recording its exit first would cost a transaction on
+	// the path of every `run --rm` for nothing: after a crash here its record still says
+	// running, its shim is gone, and the restarted daemon removes it all the same.
+	if !autoRemove {
+		if err := d.saveCtr(rec); err != nil {
+			d.log.Error("save container exit", "container", rec.ID, "err", err)
+		}
 	}
 	attrs := ctrAttrs(rec)
 	if st.OOMKilled {
@@ -592,7 +598,6 @@ func (d *Daemon) handleExit(c *ctr, gen int, st shim.Status) {
 	d.events.Publish(events.ContainerEventType, events.ActionDie, rec.ID, attrs)
 	close(c.exited)
 	c.exited = make(chan struct{})
-	autoRemove := rec.HostConfig.AutoRemove && !c.restarting
 	restart, delay := d.restartDecision(rec, ranFor)
 	if restart {
 		rec.RestartCount++

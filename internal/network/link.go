@@ -107,7 +107,14 @@ func attachVeth(nsPath string, bridgeIndex int, cfg ifaceConfig) (retErr error) 
 	if mac, err := net.ParseMAC(cfg.MAC); err == nil {
 		v.PeerHardwareAddr = mac
 	}
-	if err := netlink.LinkAdd(v); err != nil {
+	err = netlink.LinkAdd(v)
+	if errors.Is(err, unix.EEXIST) {
+		// The name derives from the container: a restart right after an exit finds the previous
+		// pair, which the kernel deletes only when it gets to the dead namespace's cleanup.
+		_ = deleteLink(cfg.HostVeth)
+		err = netlink.LinkAdd(v)
+	}
+	if err != nil {
 		return fmt.Errorf("create veth %s: %w", cfg.HostVeth, err)
 	}
 	defer func() {

@@ -189,6 +189,14 @@ func New(opts Options) (*Manager, error) {
 				m.log.Warn("skipping unreadable sandbox record", "id", string(k), "err", err)
 				return nil
 			}
+			if s.NSPath == "" && len(s.ContainerID) >= 16 && len(s.Endpoints) == 0 && s.Mode != "host" && !strings.HasPrefix(s.Mode, "container:") {
+				// Up does not record an endpoint-less sandbox's namespace; find it.
+				if p := m.NetnsPath(s.ContainerID); p != "" {
+					if _, err := os.Stat(p); err == nil {
+						s.NSPath = p
+					}
+				}
+			}
 			m.sbs[s.ContainerID] = &s
 			return nil
 		}); err != nil {
@@ -537,8 +545,12 @@ func (m *Manager) Up(ctx context.Context, ctrID string) (Sandbox, error) {
 		return Sandbox{}, err
 	}
 	phase("ports and DNS")
-	if err := m.saveSandbox(s); err != nil {
-		return Sandbox{}, err
+	// A sandbox without endpoints (--network none) has nothing to record but its namespace's
+	// path, which derives from the container ID (NetnsPath): no transaction on its start path.
+	if len(s.Endpoints) > 0 || len(s.Bound) > 0 {
+		if err := m.saveSandbox(s); err != nil {
+			return Sandbox{}, err
+		}
 	}
 	phase("saved")
 	if err := m.syncLocked(); err != nil {
@@ -810,9 +822,14 @@ func (m *Manager) downLocked(s *Sandbox) {
 		// deleting them here would cost tens of milliseconds on every container exit.
 		e.IP, e.MAC, e.IfName, e.HostVeth = "", "", "", ""
 	}
-	if s.NSPath != "" {
-		if err := removeNetns(s.NSPath); err != nil {
-			m.log.Warn("remove netns", "path", s.NSPath, "err", err)
+	path := s.NSPath
+	if path == "" && len(s.ContainerID) >= 16 && s.Mode != "host" && !strings.HasPrefix(s.Mode, "container:") {
+		// An endpoint-less sandbox's path is not recorded (see Up); it may exist all the same.
+		path = m.NetnsPath(s.ContainerID)
+	}
+	if path != "" {
+		if err := removeNetns(path); err != nil {
+			m.log.Warn("remove netns", "path", path, "err", err)
 		}
 	}
 	s.NSPath = ""
