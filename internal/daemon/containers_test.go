@@ -261,6 +261,19 @@ func TestDaemonRestartKeepsContainers(t *testing.T) {
 	}
 	mk("long", "sleep", "1000")
 	mk("short", "sh", "-c", "sleep 1; exit 5")
+	// A --network none container has no network record in the store (nothing to record but
+	// its namespace, whose path derives from its ID): the restarted daemon must find it again.
+	if _, err := d.ContainerCreate(ctx, "nonet", &mcontainer.Config{Image: "busybox", Cmd: []string{"sleep", "1000"}}, &mcontainer.HostConfig{NetworkMode: "none"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ContainerStart(ctx, "nonet"); err != nil {
+		t.Fatal(err)
+	}
+	nonet, _ := d.ContainerInspect(ctx, "nonet", false)
+	if nonet.NetworkSettings == nil || nonet.NetworkSettings.SandboxKey == "" {
+		t.Fatalf("nonet has no sandbox key: %+v", nonet.NetworkSettings)
+	}
+	nsKey := nonet.NetworkSettings.SandboxKey
 	ins, _ := d.ContainerInspect(ctx, "long", false)
 	pid := ins.State.Pid
 
@@ -289,6 +302,19 @@ func TestDaemonRestartKeepsContainers(t *testing.T) {
 	ins, err = d2.ContainerInspect(ctx, "short", false)
 	if err != nil || ins.State.Running || ins.State.ExitCode != 5 {
 		t.Fatalf("short after restart: %+v %v", ins.State, err)
+	}
+	ins, err = d2.ContainerInspect(ctx, "nonet", false)
+	if err != nil || !ins.State.Running || ins.NetworkSettings == nil || ins.NetworkSettings.SandboxKey != nsKey {
+		t.Fatalf("nonet after restart: %+v %+v %v (sandbox key before %s)", ins.State, ins.NetworkSettings, err, nsKey)
+	}
+	if _, err := os.Stat(nsKey); err != nil {
+		t.Fatalf("nonet's namespace after restart: %v", err)
+	}
+	if err := d2.ContainerRemove(ctx, "nonet", true, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(nsKey); !os.IsNotExist(err) {
+		t.Fatalf("nonet's namespace left after rm: %v", err)
 	}
 	// The reconnected container is still controllable.
 	if err := d2.ContainerKill(ctx, "long", "KILL"); err != nil {

@@ -46,6 +46,13 @@ func (d *Daemon) reconcileNetworks() error {
 		if c.running() {
 			running[c.rec.ID] = true
 		}
+		// Sandboxes with nothing to record (--network none, host) are not in the store: make
+		// them again from the container's configuration (finding a running one's namespace).
+		if _, ok := d.net.Sandbox(c.rec.ID); !ok && c.rec.Config != nil && c.rec.HostConfig != nil {
+			if err := d.configureNetwork(c.rec.ID, c.rec.Name, c.rec.Config, c.rec.HostConfig, nil); err != nil {
+				d.log.Warn("network configuration", "container", c.rec.ID[:12], "err", err)
+			}
+		}
 		c.mu.Unlock()
 	}
 	return d.net.Reconcile(func(id string) bool { return running[id] })

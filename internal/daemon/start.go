@@ -181,6 +181,9 @@ func (d *Daemon) startLocked(ctx context.Context, c *ctr) (retErr error) {
 		return fmt.Errorf("write container config: %w", err)
 	}
 	phase("config written")
+	// The previous run's shim deletes its container from the runtime only a while after the
+	// exit, and only if the daemon has not: do it now, or the create below would find it.
+	_ = d.runtime().Delete(ctx, id, true)
 	h, err := d.launchShim(ctx, rec)
 	if err != nil {
 		return err

@@ -121,6 +121,29 @@ type Sandbox struct {
 	// DNS are the resolvers (--dns) the embedded DNS server forwards to instead of the host's.
 	DNS    []string `json:"dns,omitempty"`
 	NSPath string   `json:"nsPath,omitempty"`
+	// persisted tells whether the sandbox has a record in the store (see needsRecord).
+	persisted bool
+}
+
+// needsRecord tells whether a sandbox holds state that cannot be derived again from the
+// container's configuration: its endpoints' addresses, published ports, resolvers. A container
+// with none of them (--network none, host, container:) gets no record, and no transaction on
+// its create, start and removal; its namespace path derives from its ID (NetnsPath).
+func (s *Sandbox) needsRecord() bool {
+	return len(s.Endpoints) > 0 || len(s.Ports) > 0 || len(s.Bound) > 0 || len(s.DNS) > 0
+}
+
+// adoptNetns sets the namespace path of an unrecorded sandbox whose namespace exists (a running
+// container when the daemon restarts).
+func (m *Manager) adoptNetns(s *Sandbox) {
+	if s.NSPath != "" || s.needsRecord() || len(s.ContainerID) < 16 || s.Mode == "host" || strings.HasPrefix(s.Mode, "container:") {
+		return
+	}
+	if p := m.NetnsPath(s.ContainerID); p != "" {
+		if _, err := os.Stat(p); err == nil {
+			s.NSPath = p
+		}
+	}
 }
 
 // Manager owns networks and containers' attachments to them.
@@ -189,14 +212,8 @@ func New(opts Options) (*Manager, error) {
 				m.log.Warn("skipping unreadable sandbox record", "id", string(k), "err", err)
 				return nil
 			}
-			if s.NSPath == "" && len(s.ContainerID) >= 16 && len(s.Endpoints) == 0 && s.Mode != "host" && !strings.HasPrefix(s.Mode, "container:") {
-				// Up does not record an endpoint-less sandbox's namespace; find it.
-				if p := m.NetnsPath(s.ContainerID); p != "" {
-					if _, err := os.Stat(p); err == nil {
-						s.NSPath = p
-					}
-				}
-			}
+			s.persisted = true
+			m.adoptNetns(&s)
 			m.sbs[s.ContainerID] = &s
 			return nil
 		}); err != nil {
@@ -458,6 +475,11 @@ func (m *Manager) Configure(ctrID, name, mode string, eps []EndpointConfig, port
 		e.NetworkID = n.ID
 		s.Endpoints = append(s.Endpoints, Endpoint{EndpointConfig: e, ID: newID()})
 	}
+	if !s.needsRecord() {
+		m.adoptNetns(s)
+		m.sbs[ctrID] = s
+		return nil
+	}
 	return m.saveSandbox(s)
 }
 
@@ -467,6 +489,7 @@ func (m *Manager) saveSandbox(s *Sandbox) error {
 	}); err != nil {
 		return fmt.Errorf("save network state of %s: %w", s.ContainerID, err)
 	}
+	s.persisted = true
 	m.sbs[s.ContainerID] = s
 	return nil
 }
@@ -547,7 +570,7 @@ func (m *Manager) Up(ctx context.Context, ctrID string) (Sandbox, error) {
 	phase("ports and DNS")
 	// A sandbox without endpoints (--network none) has nothing to record but its namespace's
 	// path, which derives from the container ID (NetnsPath): no transaction on its start path.
-	if len(s.Endpoints) > 0 || len(s.Bound) > 0 {
+	if s.needsRecord() || s.persisted {
 		if err := m.saveSandbox(s); err != nil {
 			return Sandbox{}, err
 		}
@@ -845,8 +868,10 @@ func (m *Manager) Forget(ctrID string) {
 		return
 	}
 	m.downLocked(s)
-	if err := m.opts.DB.Update(func(tx *bolt.Tx) error { return tx.Bucket(sandboxesBucket).Delete([]byte(ctrID)) }); err != nil {
-		m.log.Warn("delete network state", "container", ctrID, "err", err)
+	if s.persisted {
+		if err := m.opts.DB.Update(func(tx *bolt.Tx) error { return tx.Bucket(sandboxesBucket).Delete([]byte(ctrID)) }); err != nil {
+			m.log.Warn("delete network state", "container", ctrID, "err", err)
+		}
 	}
 	delete(m.sbs, ctrID)
 	if err := m.syncLocked(); err != nil {
@@ -975,7 +1000,9 @@ func (m *Manager) Reconcile(running func(ctrID string) bool) error {
 		}
 		if !running(id) {
 			m.downLocked(s)
-			_ = m.saveSandbox(s)
+			if s.persisted {
+				_ = m.saveSandbox(s)
+			}
 			continue
 		}
 		keep[filepath.Base(s.NSPath)] = true
@@ -996,7 +1023,9 @@ func (m *Manager) Reconcile(running func(ctrID string) bool) error {
 		if err := m.startDNSLocked(s); err != nil {
 			m.log.Warn("embedded DNS", "container", id, "err", err)
 		}
-		_ = m.saveSandbox(s)
+		if s.needsRecord() {
+			_ = m.saveSandbox(s)
+		}
 	}
 	dir := filepath.Join(m.opts.ExecRoot, "netns")
 	ents, _ := os.ReadDir(dir)

@@ -53,6 +53,10 @@
 #define HEAD_TIMEOUT_MS 10000         // ReadHeaderTimeout
 #define START_HUP_MS 5000             // awaitFifo's bound after the init's byte
 #define DELETE_MAX_MS 30000
+// The runtime delete waits this long after the exit: a daemon that is up deletes the container
+// itself (at once for --rm, before any restart), and then no helper has to start at all. The
+// helper is for exits the daemon did not see.
+#define DELETE_DEFER_MS 250
 
 enum { ST_CREATED, ST_RUNNING, ST_EXITED };
 enum { CS_HEAD, CS_BODY, CS_RESP, CS_WAIT, CS_ATTACH, CS_EXEC, CS_PENDING };
@@ -129,6 +133,7 @@ static struct {
 	int64_t linger_deadline;
 	int delete_pending;
 	int64_t delete_deadline;
+	int64_t delete_at; // when the deferred delete is due; 0 when none is scheduled
 	struct stream st[2];
 	int nstreams;
 	// Start in progress: phase 1 waits for the init's byte, phase 2 for the fifo's hang-up.
@@ -1551,7 +1556,7 @@ static void finalize(void) {
 		close(dirfd);
 	}
 	G.linger_deadline = now_ms() + LINGER_MS;
-	start_delete();
+	G.delete_at = now_ms() + DELETE_DEFER_MS;
 }
 
 static void fail_execs(void) {
@@ -2249,12 +2254,21 @@ static void loop(void) {
 		}
 		conns_gc();
 		exec_trim();
+		if (G.finalized && G.delete_at != 0 && now >= G.delete_at) {
+			G.delete_at = 0;
+			char sp[4400];
+			snprintf(sp, sizeof sp, "%s/%s", G.rr, G.id);
+			// Gone: the daemon deleted it (or nothing was left to delete).
+			if (access(sp, F_OK) == 0) {
+				start_delete();
+			}
+		}
 		if (G.finalized) {
 			int helpers = 0;
 			for (int i = 0; i < MAX_HELPERS; i++) {
 				helpers += G.helpers[i].pid != 0 && G.helpers[i].kind != H_DELETE;
 			}
-			int delete_done = !G.delete_pending || now >= G.delete_deadline;
+			int delete_done = G.delete_at == 0 && (!G.delete_pending || now >= G.delete_deadline);
 			if (delete_done && ((G.nconns == 0 && helpers == 0) || now >= G.linger_deadline)) {
 				break;
 			}
@@ -2339,6 +2353,9 @@ static void loop(void) {
 		}
 		if (G.init_reaped && !G.finalized && G.drain_deadline < next) {
 			next = G.drain_deadline;
+		}
+		if (G.finalized && G.delete_at != 0 && G.delete_at < next) {
+			next = G.delete_at;
 		}
 		if (G.finalized) {
 			int64_t d = G.delete_pending ? G.delete_deadline : G.linger_deadline;
