@@ -152,7 +152,10 @@ func BusyboxTar(t testing.TB) []byte {
 	return buf.Bytes()
 }
 
-// RemoveCgroup removes an (empty) cgroup at path relative to every hierarchy root, v1 and v2.
+// RemoveCgroup removes an (empty) cgroup at path relative to every hierarchy root, v1 and v2,
+// and relative to the test process's own cgroup in each hierarchy: the runtime nests a relative
+// cgroups path under its caller's cgroup, which is not the root on hosts (and CI sandboxes) that
+// put each session in a cgroup of its own.
 func RemoveCgroup(path string) {
 	ents, _ := os.ReadDir("/sys/fs/cgroup")
 	_ = os.Remove(filepath.Join("/sys/fs/cgroup", path))
@@ -160,6 +163,19 @@ func RemoveCgroup(path string) {
 		if e.IsDir() {
 			_ = os.Remove(filepath.Join("/sys/fs/cgroup", e.Name(), path))
 		}
+	}
+	b, _ := os.ReadFile("/proc/self/cgroup")
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		// hierarchy-ID:controller-list:path
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 || parts[2] == "/" {
+			continue
+		}
+		mount := strings.TrimPrefix(strings.Split(parts[1], ",")[0], "name=")
+		if parts[0] == "0" {
+			mount = ""
+		}
+		_ = os.Remove(filepath.Join("/sys/fs/cgroup", mount, parts[2], path))
 	}
 }
 
