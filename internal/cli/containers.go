@@ -56,13 +56,16 @@ func (c *cli) containerShortcuts() []*cobra.Command {
 }
 
 func (c *cli) newCreateCommand() *cobra.Command {
-	var o containerOpts
+	var (
+		o  containerOpts
+		rm bool
+	)
 	cmd := &cobra.Command{
 		Use:   "create [OPTIONS] IMAGE [COMMAND] [ARG...]",
 		Short: "Create a new container",
 		Args:  requiresMinArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, _, err := c.createContainer(cmd.Context(), &o, cmd, args, false)
+			id, _, err := c.createContainer(cmd.Context(), &o, cmd, args, rm)
 			if err != nil {
 				return err
 			}
@@ -72,6 +75,7 @@ func (c *cli) newCreateCommand() *cobra.Command {
 	}
 	cmd.Flags().SetInterspersed(false)
 	o.addFlags(cmd.Flags())
+	cmd.Flags().BoolVar(&rm, "rm", false, "Automatically remove the container and its associated anonymous volumes when it exits")
 	return cmd
 }
 

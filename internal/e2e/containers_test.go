@@ -325,3 +325,23 @@ func TestRestartPolicy(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestCreateRm: `create --rm` marks the container for removal at exit, as docker's does.
+func TestCreateRm(t *testing.T) {
+	d := startDaemon(t)
+	d.importBusybox(t, "busybox:latest")
+	id := strings.TrimSpace(d.mustBerth(t, nil, "create", "--rm", "--network", "none", "busybox", "true"))
+	if out := d.mustBerth(t, nil, "inspect", "--format", "{{.HostConfig.AutoRemove}}", id); strings.TrimSpace(out) != "true" {
+		t.Fatalf("AutoRemove = %q", out)
+	}
+	d.mustBerth(t, nil, "start", "-a", id)
+	for i := 0; ; i++ {
+		if r := d.berth(t, nil, "inspect", id); r.code != 0 {
+			break
+		}
+		if i == 200 {
+			t.Fatal("create --rm container still there after it exited")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
