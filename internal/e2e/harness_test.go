@@ -95,14 +95,23 @@ func startDaemon(t *testing.T) *daemon {
 	return d
 }
 
-func (d *daemon) start(t *testing.T) {
+// startDaemonWith starts a daemon as startDaemon does, with extra `berth daemon` flags.
+func startDaemonWith(t *testing.T, extra ...string) *daemon {
+	t.Helper()
+	d := newDaemon(t)
+	d.start(t, extra...)
+	return d
+}
+
+func (d *daemon) start(t *testing.T, extra ...string) {
 	t.Helper()
 	logf, err := os.OpenFile(d.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(berthBin, "daemon", "--root", d.root, "--exec-root", d.execRoot, "-H", d.host, "--log-level", "debug", "--cgroup-parent", d.cgroupParent,
-		"--bridge", "be"+d.netTag, "--bridge-prefix", "e"+d.netTag+"-", "--nftables-table", "berth-e"+d.netTag)
+	args := []string{"daemon", "--root", d.root, "--exec-root", d.execRoot, "-H", d.host, "--log-level", "debug", "--cgroup-parent", d.cgroupParent,
+		"--bridge", "be" + d.netTag, "--bridge-prefix", "e" + d.netTag + "-", "--nftables-table", "berth-e" + d.netTag}
+	cmd := exec.Command(berthBin, append(args, extra...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

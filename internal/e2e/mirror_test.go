@@ -1,47 +1,10 @@
 package e2e
 
 import (
-	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 )
-
-// startDaemonWith starts a daemon as startDaemon does, with extra `berth daemon` flags.
-func startDaemonWith(t *testing.T, extra ...string) *daemon {
-	t.Helper()
-	d := newDaemon(t)
-	logf, err := os.OpenFile(d.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	args := []string{"daemon", "--root", d.root, "--exec-root", d.execRoot, "-H", d.host, "--log-level", "debug", "--cgroup-parent", d.cgroupParent,
-		"--bridge", "be" + d.netTag, "--bridge-prefix", "e" + d.netTag + "-", "--nftables-table", "berth-e" + d.netTag}
-	cmd := exec.Command(berthBin, append(args, extra...)...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		t.Fatalf("start daemon: %v", err)
-	}
-	d.cmd, d.done = cmd, make(chan struct{})
-	go func() {
-		d.waitErr = cmd.Wait()
-		logf.Close()
-		close(d.done)
-	}()
-	t.Cleanup(func() {
-		d.removeContainers(t)
-		d.stop(t)
-		if t.Failed() {
-			b, _ := os.ReadFile(d.logPath)
-			t.Logf("daemon log:\n%s", b)
-		}
-	})
-	d.waitReady(t)
-	return d
-}
 
 // TestDockerPullThroughMirror: with --registry-mirror, `docker pull busybox` is served by the
 // mirror (Docker Hub is replaced by an unreachable address: there is no internet), a broken

@@ -495,14 +495,9 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request, name, id string)
 		}
 		uploadAccepted(w, http.StatusNoContent, name, id, off)
 	case http.MethodPatch:
-		start, length := int64(-1), int64(-1)
-		if cr := r.Header.Get("Content-Range"); cr != "" {
-			a, b, ok := parseContentRange(cr)
-			if !ok {
-				s.rangeNotSatisfiable(w, r, name, id)
-				return
-			}
-			start, length = a, b-a+1
+		start, length, ok := s.chunkRange(w, r, name, id)
+		if !ok {
+			return
 		}
 		off, err := s.store.appendUpload(r.Context(), name, id, r.Body, start, length)
 		if err != nil {
@@ -516,14 +511,9 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request, name, id string)
 			writeError(w, r, codeDigestInvalid, "closing an upload needs a digest parameter with a sha256 or sha512 digest", digestDetail{Digest: dgst})
 			return
 		}
-		start, length := int64(-1), int64(-1)
-		if cr := r.Header.Get("Content-Range"); cr != "" {
-			a, b, ok := parseContentRange(cr)
-			if !ok {
-				s.rangeNotSatisfiable(w, r, name, id)
-				return
-			}
-			start, length = a, b-a+1
+		start, length, ok := s.chunkRange(w, r, name, id)
+		if !ok {
+			return
 		}
 		var body io.Reader
 		if r.ContentLength != 0 || start >= 0 {
@@ -699,4 +689,19 @@ func (w *statusWriter) status() int {
 		return http.StatusOK
 	}
 	return w.code
+}
+
+// chunkRange reads a chunk's Content-Range: start and length, or -1 and -1 without one. A
+// malformed range has been answered (416) when ok is false.
+func (s *Server) chunkRange(w http.ResponseWriter, r *http.Request, name, id string) (start, length int64, ok bool) {
+	cr := r.Header.Get("Content-Range")
+	if cr == "" {
+		return -1, -1, true
+	}
+	a, b, ok := parseContentRange(cr)
+	if !ok {
+		s.rangeNotSatisfiable(w, r, name, id)
+		return 0, 0, false
+	}
+	return a, b - a + 1, true
 }

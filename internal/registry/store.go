@@ -278,16 +278,22 @@ func (s *store) openContent(dgst string) (*os.File, int64, error) {
 
 // unlinkBlob removes a blob from a repository. The content stays until garbage collection.
 func (s *store) unlinkBlob(name, dgst string) error {
+	return s.deleteKey(name, bucketBlobs, dgst, errBlobUnknown, errBlobUnknown)
+}
+
+// deleteKey deletes key from one of repository name's buckets; noRepo and noKey are the
+// errors for a repository or a key that does not exist.
+func (s *store) deleteKey(name, bucket, key string, noRepo, noKey error) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		rb := repoBucket(tx, name)
 		if rb == nil {
-			return errBlobUnknown
+			return noRepo
 		}
-		b := sub(rb, bucketBlobs)
-		if b.Get([]byte(dgst)) == nil {
-			return errBlobUnknown
+		b := sub(rb, bucket)
+		if b.Get([]byte(key)) == nil {
+			return noKey
 		}
-		return b.Delete([]byte(dgst))
+		return b.Delete([]byte(key))
 	})
 }
 
@@ -827,17 +833,7 @@ func deleteManifestTx(rb *bolt.Bucket, dgst string) error {
 
 // deleteTag removes one tag; the manifest stays.
 func (s *store) deleteTag(name, tag string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		rb := repoBucket(tx, name)
-		if rb == nil {
-			return errNameUnknown
-		}
-		tags := sub(rb, bucketTags)
-		if tags.Get([]byte(tag)) == nil {
-			return errManifestUnknown
-		}
-		return tags.Delete([]byte(tag))
-	})
+	return s.deleteKey(name, bucketTags, tag, errNameUnknown, errManifestUnknown)
 }
 
 // listTags returns up to n tags (n < 0: all) after last, in byte order, and whether more
