@@ -134,6 +134,8 @@ static struct {
 	int delete_pending;
 	int64_t delete_deadline;
 	int64_t delete_at; // when the deferred delete is due; 0 when none is scheduled
+	unsigned long long log_lost;  // log entries that could not be written
+	int64_t log_err_next;         // when the next "write log" message may go to shim.log
 	struct stream st[2];
 	int nstreams;
 	// Start in progress: phase 1 waits for the init's byte, phase 2 for the fifo's hang-up.
@@ -657,18 +659,36 @@ static void log_write(const char *stream, const char *p, size_t n) {
 	size_t len = berth_cshim_log_entry(b, stream, (const unsigned char *)p, n, ts.tv_sec, ts.tv_nsec);
 	// One write per entry, so that `logs -f` sees whole entries as they happen.
 	size_t off = 0;
+	int err = 0;
 	while (off < len) {
 		ssize_t w = write(G.logfd, b + off, len - off);
 		if (w < 0) {
 			if (errno == EINTR) {
 				continue;
 			}
-			logmsg("write log: %s", strerror(errno));
+			err = errno;
 			break;
 		}
 		off += (size_t)w;
 	}
 	free(b);
+	if (err == 0) {
+		return;
+	}
+	// A torn entry would run into the next one and spoil both: cut it off (the shim is the
+	// file's only writer). The entry is lost, as Docker loses it.
+	struct stat st;
+	if (off > 0 && fstat(G.logfd, &st) == 0 && st.st_size >= (off_t)off && ftruncate(G.logfd, st.st_size - (off_t)off) < 0) {
+		logmsg("write log: cut a partial entry: %s", strerror(errno));
+	}
+	// The container keeps writing while the disk is full: a message a minute, not one per
+	// entry (shim.log is on the exec root, usually tmpfs).
+	G.log_lost++;
+	int64_t now = now_ms();
+	if (now >= G.log_err_next) {
+		logmsg("write log: %s (%llu entries lost so far)", strerror(err), G.log_lost);
+		G.log_err_next = now + 60000;
+	}
 }
 
 // log_stream splits a stream's bytes into entries: one per line, a line without newline cut at
@@ -935,6 +955,17 @@ static void exec_register(struct exec *e) {
 	exec_trim();
 }
 
+// exec_helpers_pending tells whether an exec helper has not answered yet: only then can a
+// reaped process be an exec whose PID we do not know yet.
+static int exec_helpers_pending(void) {
+	for (int i = 0; i < MAX_HELPERS; i++) {
+		if (G.helpers[i].pid && G.helpers[i].kind == H_EXEC && G.helpers[i].fd >= 0) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
 static void exec_exited(int pid, int code) {
 	for (struct exec *e = G.execs; e; e = e->next) {
 		if (e->running && e->pid == pid) {
@@ -942,7 +973,14 @@ static void exec_exited(int pid, int code) {
 			return;
 		}
 	}
-	// Reaped before the helper told us its PID (or not an exec at all).
+	// Reaped before the helper told us its PID (or not an exec at all). Kept only while an exec
+	// is being started, and dropped once none is (see helper_read): the process of a failed
+	// exec (killed by the runtime) or any other adopted child would otherwise stay here,
+	// filling the table so that later exits are lost, or matching a later exec that reuses
+	// the PID.
+	if (!exec_helpers_pending()) {
+		return;
+	}
 	if (G.nearly == G.capearly) {
 		if (G.capearly >= MAX_EARLY) {
 			return;
@@ -1153,6 +1191,9 @@ static void helper_read(struct helper *h) {
 	helper_answer(h, buf, fd);
 	if (h->reaped) {
 		h->pid = 0;
+	}
+	if (h->kind == H_EXEC && !exec_helpers_pending()) {
+		G.nearly = 0;  // every started exec took its early exit, if any; the rest is not ours
 	}
 }
 
@@ -1632,9 +1673,13 @@ static int hexval(char c) {
 }
 
 // query_get finds key in a query string (url.Values semantics: first value wins) and decodes
-// it into out. 0 when absent or too long.
+// it into out. 0 when absent or too long; out is then empty (callers parse it either way).
 static int query_get(const char *q, const char *key, char *out, size_t cap) {
 	size_t kl = strlen(key);
+	if (cap == 0) {
+		return 0;
+	}
+	out[0] = 0;
 	while (q && *q) {
 		const char *end = strchr(q, '&');
 		size_t len = end ? (size_t)(end - q) : strlen(q);
@@ -1643,6 +1688,7 @@ static int query_get(const char *q, const char *key, char *out, size_t cap) {
 			size_t vl = (size_t)(q + len - v), o = 0;
 			for (size_t i = 0; i < vl; i++) {
 				if (o + 1 >= cap) {
+					out[0] = 0;
 					return 0;
 				}
 				char ch = v[i];
@@ -1658,9 +1704,6 @@ static int query_get(const char *q, const char *key, char *out, size_t cap) {
 			return 1;
 		}
 		q = end ? end + 1 : NULL;
-	}
-	if (cap) {
-		out[0] = 0;
 	}
 	return 0;
 }
@@ -2011,6 +2054,12 @@ static void conn_kill(struct conn *c) {
 	xclose(&c->fd);
 	xclose(&c->memfd);
 	q_free(&c->q);
+	if (c->st == CS_ATTACH) {
+		// A client dropped (it lagged, or its socket failed) ended its attach as much as one
+		// that closed its input: with stdin-once the container's stdin closes either way.
+		c->hoff = c->hlen = 0;
+		input_ended(c);
+	}
 	if (c->ex) {
 		exec_close_fds(c->ex);
 		c->ex->c = NULL;
@@ -2274,6 +2323,11 @@ static void loop(void) {
 			}
 		}
 		if (term) {
+			if (G.init_reaped && !G.finalized) {
+				// The container already exited (its output was draining): record the exit
+				// before leaving, or it is lost.
+				finalize();
+			}
 			break;
 		}
 		// The poll set.
@@ -2460,10 +2514,142 @@ static void loop(void) {
 		}
 	}
 	if (term) {
-		logmsg("terminated; leaving the container running");
+		logmsg("terminated%s", G.finalized ? "" : "; leaving the container running");
 	}
 	unlink_socket();
 	_exit(0);
+}
+
+// ---- entry points for the package's tests (cshim.go); never called in a shim ----
+
+// test_reset makes G a container whose init was reaped, with no stdio, log, socket, helpers or
+// runtime: requests then have no effect outside this process (no signal, no start, no helper).
+static void test_reset(void) {
+	static char id[] = "test", dir[] = "/nonexistent", fifo[] = "/nonexistent/fifo";
+	while (G.execs) {
+		struct exec *e = G.execs;
+		G.execs = e->next;
+		exec_close_fds(e);
+		free(e);
+	}
+	G.execs_tail = NULL;
+	G.nearly = 0;
+	memset(G.helpers, 0, sizeof G.helpers);
+	G.id = id;
+	G.dir = G.rr = dir;
+	G.fifo = fifo;
+	G.oom = NULL;
+	G.lfd = G.sigfd = G.stdin_fd = G.master = G.logfd = G.ready = G.fifofd = G.pidfd = -1;
+	G.tty = G.once = 0;
+	G.initpid = 0x7fffffff;  // above any pid_max: never a process
+	G.state = ST_RUNNING;
+	G.init_reaped = 1;
+	G.finalized = 0;
+	G.start_phase = 0;
+	G.nstreams = 0;
+	G.nconns = 0;
+}
+
+// berth_cshim_http_test serves one connection whose client sends req in pieces of chunk bytes
+// (0: at once) and returns what the server answered (at most cap bytes in out).
+size_t berth_cshim_http_test(const unsigned char *req, size_t n, size_t chunk, char *out, size_t cap) {
+	test_reset();
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
+		return 0;
+	}
+	struct conn *c = calloc(1, sizeof *c);
+	if (c == NULL) {
+		close(sv[0]);
+		close(sv[1]);
+		return 0;
+	}
+	c->fd = sv[0];
+	c->memfd = -1;
+	c->st = CS_HEAD;
+	c->deadline = INT64_MAX;
+	if (chunk == 0) {
+		chunk = n ? n : 1;
+	}
+	size_t off = 0, o = 0;
+	for (;;) {
+		int progress = 0;
+		if (off < n) {
+			ssize_t w = send(sv[1], req + off, n - off < chunk ? n - off : chunk, MSG_NOSIGNAL);
+			if (w > 0) {
+				off += (size_t)w;
+				progress = 1;
+			}
+		}
+		// What the loop does on POLLIN and POLLOUT.
+		for (;;) {
+			int reading = c->st == CS_HEAD || c->st == CS_BODY || c->st == CS_WAIT ||
+			              ((c->st == CS_ATTACH || c->st == CS_EXEC) && !c->in_eof && c->hoff == c->hlen);
+			struct pollfd p = {.fd = c->fd, .events = POLLIN};
+			if (c->dead || !reading || poll(&p, 1, 0) <= 0) {
+				break;
+			}
+			conn_read(c);
+			progress = 1;
+		}
+		if (!c->dead && c->q.len > 0) {
+			conn_flush(c);
+		}
+		char buf[4096];
+		ssize_t r;
+		while ((r = read(sv[1], buf, sizeof buf)) > 0) {
+			size_t k = (size_t)r < cap - o ? (size_t)r : cap - o;
+			memcpy(out + o, buf, k);
+			o += k;
+			progress = 1;
+		}
+		if (!progress) {
+			break;
+		}
+	}
+	conn_kill(c);
+	free(c);
+	close(sv[1]);
+	return o;
+}
+
+// berth_cshim_exec_exit_test replays what the loop sees around execs, without processes: junk
+// adopted children reaped while no exec is starting (the processes of failed execs), then exec
+// "e1" whose process (pid) is reaped before its helper's answer, then exec "e2" whose process
+// has the PID of the first junk child and still runs. It returns e1's exit code (-1: its exit
+// was lost) and in *e2_running whether e2 is still running.
+int berth_cshim_exec_exit_test(int junk, int pid, int *e2_running) {
+	test_reset();
+	G.init_reaped = 0;
+	for (int i = 0; i < junk; i++) {
+		exec_exited(1000 + i, 255);
+	}
+	const char *ids[2] = {"e1", "e2"};
+	int pids[2] = {pid, 1000};
+	for (int k = 0; k < 2; k++) {
+		int sv[2];
+		struct exec *e = calloc(1, sizeof *e);
+		if (e == NULL || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+			free(e);
+			return -2;
+		}
+		e->fd_out = e->fd_err = e->fd_in = e->master = -1;
+		e->running = 1;
+		strcpy(e->id, ids[k]);
+		struct helper *h = &G.helpers[0];
+		*h = (struct helper){.pid = 1, .fd = sv[0], .kind = H_EXEC, .reaped = 1, .ex = e};
+		if (k == 0) {
+			exec_exited(pid, 7);
+		}
+		char msg[32];
+		snprintf(msg, sizeof msg, "ok %d", pids[k]);
+		send(sv[1], msg, strlen(msg), MSG_NOSIGNAL);
+		helper_read(h);
+		close(sv[1]);
+	}
+	struct exec *e1 = exec_find("e1"), *e2 = exec_find("e2");
+	*e2_running = e2 && e2->running;
+	return e1 && !e1->running ? e1->code : -1;
 }
 
 // berth_cshim takes over the process when `berth shim` re-executed itself with _BERTH_CSHIM.

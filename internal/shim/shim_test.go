@@ -62,10 +62,13 @@ type testShim struct {
 	rt       *linux.Runtime
 	id       string
 	done     chan struct{} // closed when the shim process ended
+	pid      int           // the shim's
+	output   *bytes.Buffer // the shim's stdout and stderr; read it only after done
 }
 
 // startShim creates a busybox container running args under a real `berth shim` and returns a
-// client once the shim reported ok. Everything is removed when the test ends.
+// client once the shim reported ok. cfg.LogPath, when set, is the log (else one in a temporary
+// directory). Everything is removed when the test ends.
 func startShim(t *testing.T, cfg Config, args ...string) *testShim {
 	t.Helper()
 	testutil.RequireRoot(t)
@@ -93,6 +96,9 @@ func startShim(t *testing.T, cfg Config, args ...string) *testShim {
 	rtRoot := t.TempDir()
 	s := &testShim{Client: NewClient(dir), dir: dir, log: filepath.Join(t.TempDir(), "log.json"),
 		rt: &linux.Runtime{Root: rtRoot}, id: id, done: make(chan struct{})}
+	if cfg.LogPath != "" {
+		s.log = cfg.LogPath
+	}
 	shimArgs := []string{"shim", "--id", id, "--bundle", bundle, "--dir", dir, "--log", s.log, "--runtime-root", rtRoot}
 	if cfg.Terminal {
 		shimArgs = append(shimArgs, "--tty")
@@ -103,6 +109,7 @@ func startShim(t *testing.T, cfg Config, args ...string) *testShim {
 	if cfg.StdinOnce {
 		shimArgs = append(shimArgs, "--stdin-once")
 	}
+
 	readyR, readyW, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -120,6 +127,7 @@ func startShim(t *testing.T, cfg Config, args ...string) *testShim {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.pid, s.output = cmd.Process.Pid, &stderr
 	go func() { _ = cmd.Wait(); close(s.done) }()
 	t.Cleanup(func() {
 		ctx := context.Background()
@@ -506,5 +514,120 @@ func TestShimExec(t *testing.T) {
 	}
 	if _, err := s.ExecDetached(ctx, ExecRequest{ID: "e5", Process: specs.Process{Args: []string{"/bin/true"}}}); err == nil {
 		t.Fatal("exec in an exited container succeeded")
+	}
+}
+
+// TestShimStdinOnceDroppedClient: with stdin-once, the container's stdin closes when the first
+// attached client goes, also when the shim drops it for lagging (it never reads here) rather
+// than when it closes its input; else `cat` waits forever.
+func TestShimStdinOnceDroppedClient(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second) // hang guard only
+	defer cancel()
+	// 6 MB without a newline (16 KiB log entries): more than the 4 MiB a client may lag plus
+	// what the socket buffers hold.
+	s := startShim(t, Config{OpenStdin: true, StdinOnce: true}, "/bin/sh", "-c",
+		`head -c 6000000 /dev/zero | tr '\0' x; cat; echo closed >&2`)
+	conn, _, err := s.Attach(ctx, true, true, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.Wait(ctx)
+	if err != nil {
+		t.Fatalf("container did not exit: its stdin stayed open after the attached client was dropped: %v", err)
+	}
+	if st.ExitCode != 0 {
+		t.Fatalf("status = %+v", st)
+	}
+	var errs string
+	for _, e := range s.logEntries(t) {
+		if e.Stream == "stderr" {
+			errs += e.Log
+		}
+	}
+	if errs != "closed\n" {
+		t.Fatalf("stderr = %q", errs)
+	}
+}
+
+// TestShimTermAfterExit: a SIGTERM that comes while the shim drains the output of a container
+// that already exited must not lose the exit: the shim records it, then leaves.
+func TestShimTermAfterExit(t *testing.T) {
+	ctx := context.Background()
+	s := startShim(t, Config{}, "/bin/sleep", "100")
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Holding the container's stdout open from outside keeps the shim draining after the exit.
+	out, err := os.OpenFile("/proc/"+strconv.Itoa(st.Pid)+"/fd/1", os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	if err := s.Kill(ctx, syscall.SIGKILL, false); err != nil {
+		t.Fatal(err)
+	}
+	// The init's /proc entry goes when the shim reaps it.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := os.Stat("/proc/" + strconv.Itoa(st.Pid)); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("container init not reaped")
+		}
+	}
+	if err := syscall.Kill(s.pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-s.done
+	fst, ok, err := ReadExitFile(s.dir)
+	if err != nil || !ok || fst.ExitCode != 137 || fst.State != "exited" {
+		t.Fatalf("exit file after SIGTERM = %+v ok=%v err=%v; want exit 137", fst, ok, err)
+	}
+}
+
+// TestShimLogDiskFull: when the log's filesystem is full, entries are lost whole (none torn,
+// which would also spoil the next one) and shim.log gets a message, not one per lost entry.
+func TestShimLogDiskFull(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=32k"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
+	ctx := context.Background()
+	s := startShim(t, Config{LogPath: filepath.Join(dir, "log.json")}, "/bin/sh", "-c",
+		`i=0; while [ $i -lt 2000 ]; do echo "line $i of output that fills the disk"; i=$((i+1)); done`)
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := s.Wait(ctx); err != nil || st.ExitCode != 0 {
+		t.Fatalf("wait = %+v, %v", st, err)
+	}
+	<-s.done
+	entries := s.logEntries(t) // fails on a torn line
+	if len(entries) == 0 || len(entries) >= 2000 {
+		t.Fatalf("%d entries logged; want some, not all", len(entries))
+	}
+	// Whole entries, in order (which ones fit once the disk is full is the filesystem's call).
+	last := -1
+	for i, e := range entries {
+		num, ok := strings.CutPrefix(e.Log, "line ")
+		num, ok2 := strings.CutSuffix(num, " of output that fills the disk\n")
+		n, err := strconv.Atoi(num)
+		if !ok || !ok2 || err != nil || n <= last {
+			t.Fatalf("entry %d = %q after line %d", i, e.Log, last)
+		}
+		last = n
+	}
+	if n := strings.Count(s.output.String(), "write log"); n == 0 || n > 2 {
+		t.Fatalf("%d messages about the log in the shim's output; want one or two:\n%s", n, trunc(s.output.String()))
 	}
 }
