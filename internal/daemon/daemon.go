@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/berth-dev/berth/internal/cgroupfs"
 	mcontainer "github.com/moby/moby/api/types/container"
 	"log/slog"
 	"net"
@@ -272,18 +273,7 @@ func (d *Daemon) releaseHostState() {
 			d.log.Warn("remove networking state", "err", err)
 		}
 	}
-	removeCgroupDirs(d.cgroupParent())
-}
-
-// removeCgroupDirs removes an empty cgroup directory in every hierarchy (v1) or the unified one.
-func removeCgroupDirs(path string) {
-	_ = os.Remove(filepath.Join("/sys/fs/cgroup", path))
-	ents, _ := os.ReadDir("/sys/fs/cgroup")
-	for _, e := range ents {
-		if e.IsDir() {
-			_ = os.Remove(filepath.Join("/sys/fs/cgroup", e.Name(), path))
-		}
-	}
+	cgroupfs.RemoveEmpty(d.cgroupParent())
 }
 
 func (d *Daemon) close() {

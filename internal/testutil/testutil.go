@@ -6,6 +6,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"fmt"
+	"github.com/berth-dev/berth/internal/cgroupfs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -156,28 +157,7 @@ func BusyboxTar(t testing.TB) []byte {
 // and relative to the test process's own cgroup in each hierarchy: the runtime nests a relative
 // cgroups path under its caller's cgroup, which is not the root on hosts (and CI sandboxes) that
 // put each session in a cgroup of its own.
-func RemoveCgroup(path string) {
-	ents, _ := os.ReadDir("/sys/fs/cgroup")
-	_ = os.Remove(filepath.Join("/sys/fs/cgroup", path))
-	for _, e := range ents {
-		if e.IsDir() {
-			_ = os.Remove(filepath.Join("/sys/fs/cgroup", e.Name(), path))
-		}
-	}
-	b, _ := os.ReadFile("/proc/self/cgroup")
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		// hierarchy-ID:controller-list:path
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) != 3 || parts[2] == "/" {
-			continue
-		}
-		mount := strings.TrimPrefix(strings.Split(parts[1], ",")[0], "name=")
-		if parts[0] == "0" {
-			mount = ""
-		}
-		_ = os.Remove(filepath.Join("/sys/fs/cgroup", mount, parts[2], path))
-	}
-}
+func RemoveCgroup(path string) { cgroupfs.RemoveEmpty(path) }
 
 // BuildBerth builds cmd/berth into out the way the Makefile does: statically linked, so that the
 // same binary also runs inside containers as their `--init`. Keep the flags in step with the
