@@ -59,7 +59,8 @@ mkdir -p "$work/bundle/rootfs"
 tar -C "$work/bundle/rootfs" -xf "$work/busybox.tar"
 (cd "$work/bundle" && runc spec && sed -i 's/"terminal": true/"terminal": false/; s/"sh"/"true"/' config.json)
 seq_id=0
-oci_run() { seq_id=$((seq_id + 1)); "$1" --root "$work/$1-state" run --bundle "$work/bundle" "b$$-$seq_id-$RANDOM" >/dev/null; }
+# BASHPID: the parallel runs are subshells, which share seq_id and may share $RANDOM.
+oci_run() { seq_id=$((seq_id + 1)); "$1" --root "$work/$1-state" run --bundle "$work/bundle" "b$$-$BASHPID-$seq_id" >/dev/null; }
 
 berth_seq=$(time_loop "$N" "$BERTH" run --rm --network none busybox true)
 podman_seq=$(time_loop "$N" pod run --rm --network none localhost/busybox true)
