@@ -272,6 +272,14 @@ func TestCLIErrors(t *testing.T) {
 	if code := c.run([]string{"tag", "a"}); code != 1 || !strings.Contains(errOut.String(), `"berth tag" requires exactly 2 arguments.`) {
 		t.Errorf("bad args: %d %q", code, errOut.String())
 	}
+	// A filter without "=" is refused before any request, as docker does, by every list command.
+	for _, args := range [][]string{{"network", "ls", "--filter", "driver"}, {"network", "prune", "-f", "--filter", "until"}, {"images", "--filter", "dangling"}} {
+		errOut.Reset()
+		c = &cli{in: strings.NewReader(""), out: &out, err: &errOut}
+		if code := c.run(append([]string{"-H", host}, args...)); code == 0 || !strings.Contains(errOut.String(), "bad format of filter (expected name=value)") {
+			t.Errorf("%v: %d %q", args, code, errOut.String())
+		}
+	}
 }
 
 // Every command must build its flag set without conflicts (cobra panics at run time otherwise).

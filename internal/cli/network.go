@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -103,11 +102,11 @@ func (c *cli) newNetworkLsCommand() *cobra.Command {
 		Short:   "List networks",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			f := client.Filters{}
-			for _, kv := range filters {
-				k, v, _ := strings.Cut(kv, "=")
-				f.Add(k, v)
+			pf, err := parseFilterFlags(filters)
+			if err != nil {
+				return err
 			}
+			f := client.Filters(pf)
 			cl, err := c.client()
 			if err != nil {
 				return err
@@ -178,7 +177,7 @@ func (c *cli) newNetworkInspectCommand() *cobra.Command {
 				}
 				objs = append(objs, res.Network)
 			}
-			if err := c.printNetObjects(objs, format); err != nil {
+			if err := c.printObjects(objs, format); err != nil {
 				return err
 			}
 			return firstErr
@@ -186,26 +185,6 @@ func (c *cli) newNetworkInspectCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&format, "format", "f", "", "Format output using a custom template")
 	return cmd
-}
-
-func (c *cli) printNetObjects(objs []any, format string) error {
-	if format == "" || format == "json" {
-		if objs == nil {
-			objs = []any{}
-		}
-		b, err := json.MarshalIndent(objs, "", "    ")
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintln(c.out, string(b))
-		return err
-	}
-	for _, o := range objs {
-		if err := c.execTemplate(format, o); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func (c *cli) newNetworkRmCommand() *cobra.Command {
@@ -293,11 +272,11 @@ func (c *cli) newNetworkPruneCommand() *cobra.Command {
 					return nil
 				}
 			}
-			f := client.Filters{}
-			for _, kv := range filters {
-				k, v, _ := strings.Cut(kv, "=")
-				f.Add(k, v)
+			pf, err := parseFilterFlags(filters)
+			if err != nil {
+				return err
 			}
+			f := client.Filters(pf)
 			cl, err := c.client()
 			if err != nil {
 				return err

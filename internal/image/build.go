@@ -2,9 +2,7 @@ package image
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -87,30 +85,5 @@ func (s *Service) BuildCommit(ctx context.Context, o BuildCommitOptions) (string
 	nc.History = append(slices.Clone(nc.History), ocispec.History{
 		Created: &created, CreatedBy: o.CreatedBy, EmptyLayer: o.Layer == nil,
 	})
-	if nc.OS == "" {
-		nc.OS = "linux"
-	}
-	cb, err := json.Marshal(nc)
-	if err != nil {
-		return "", fmt.Errorf("encode image config: %w", err)
-	}
-	id := digest.FromBytes(cb)
-	if _, _, err := s.content.write(bytes.NewReader(cb), id, ls.blob); err != nil {
-		return "", err
-	}
-	rec := &imageRecord{
-		ID:      id,
-		Config:  ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: id, Size: int64(len(cb))},
-		Layers:  layers,
-		Created: created,
-		Added:   created,
-		Labels:  o.Image.Config.Labels,
-	}
-	for _, l := range layers {
-		rec.Size += l.Size
-	}
-	if err := s.recordImage(rec, nil, ls); err != nil {
-		return "", err
-	}
-	return id.String(), nil
+	return s.storeImage(&nc, layers, created, nil, ls)
 }

@@ -89,6 +89,13 @@ func (s *Service) Commit(ctx context.Context, o CommitOptions) (string, error) {
 	nc.History = append(slices.Clone(nc.History), ocispec.History{
 		Created: &created, Author: o.Author, CreatedBy: o.CreatedBy, Comment: o.Comment,
 	})
+	return s.storeImage(&nc, layers, created, tag, ls)
+}
+
+// storeImage writes a new image's config (OS defaulting to linux) to the content store and
+// records the image over layers, tagged with tag if set; it returns the image ID. build and
+// commit both end here.
+func (s *Service) storeImage(nc *imageConfig, layers []layerRecord, created time.Time, tag reference.NamedTagged, ls *lease) (string, error) {
 	if nc.OS == "" {
 		nc.OS = "linux"
 	}
@@ -106,7 +113,7 @@ func (s *Service) Commit(ctx context.Context, o CommitOptions) (string, error) {
 		Layers:  layers,
 		Created: created,
 		Added:   created,
-		Labels:  cfg.Labels,
+		Labels:  nc.Config.Labels,
 	}
 	for _, l := range layers {
 		rec.Size += l.Size
