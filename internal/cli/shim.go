@@ -48,9 +48,12 @@ func ShimMain(args []string) int {
 	// The shim outlives the daemon and its terminal; only the container's exit ends it.
 	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE)
 	argv := os.Args
+	var host *linux.Host
 	if len(args) == 1 && args[0] == "--pool" {
 		// A spare shim (see shimpool.go): its arguments come from the daemon later. The
 		// steady state runs under them, so that ps shows it like a shim started with them.
+		// Page in and warm up what creating the container will run while there is time.
+		host = linux.Warm()
 		job, err := awaitPoolJob()
 		if err != nil {
 			return fail(err)
@@ -67,7 +70,7 @@ func ShimMain(args []string) int {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("shim", cfg.ID)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	rt := &linux.Runtime{Root: cfg.RuntimeRoot, Logger: logger}
+	rt := &linux.Runtime{Root: cfg.RuntimeRoot, Logger: logger, Host: host}
 	task := &linuxTask{rt: rt, id: cfg.ID, bundle: bundle}
 	s := shim.New(cfg, task)
 	if err := s.Listen(); err != nil {

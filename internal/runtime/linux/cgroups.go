@@ -51,16 +51,79 @@ func defaultDeviceRules() []specs.LinuxDeviceCgroup {
 	return []specs.LinuxDeviceCgroup{c(1, 3), c(1, 5), c(1, 7), c(1, 8), c(1, 9), c(5, 0), c(5, 1), c(5, 2), c(136, -1)}
 }
 
-// createCgroup makes the container's cgroup at cgroupsPath (absolute: from the hierarchy root;
+// cgroupPlan is where a container's cgroup goes, worked out before anything is created.
+type cgroupPlan struct {
+	state cgroupState
+	// v1 are the mounted v1 controllers (empty on a unified host).
+	v1 []cgroup1.Subsystem
+}
+
+// Host is what a Runtime would otherwise look up about the host for every container: the
+// cgroup controllers and where the calling process sits in them (containerd/cgroups parses
+// /proc/self/mountinfo once per controller for that, ~1 ms). Warm returns one.
+type Host struct {
+	v2  bool
+	v1  []cgroup1.Subsystem
+	own cgroup1.Path // the caller's own cgroup in each v1 controller
+}
+
+// probeHost looks the host up.
+func probeHost() (*Host, error) {
+	if cgroupIsV2() {
+		return &Host{v2: true}, nil
+	}
+	subsystems, err := cgroup1.Default()
+	if err != nil {
+		return nil, fmt.Errorf("list cgroup v1 controllers: %w", err)
+	}
+	return &Host{v1: subsystems, own: cgroup1.NestedPath("")}, nil
+}
+
+// planCgroup places the container's cgroup at cgroupsPath (absolute: from the hierarchy root;
 // relative or empty: under the caller's own cgroup, so berth run inside a cgroup stays inside
-// it) and applies the spec's resources.
-func createCgroup(id, cgroupsPath string, res *specs.LinuxResources, devs []specs.LinuxDevice) (cgroupState, error) {
+// it) without creating it. host may be nil.
+func planCgroup(id, cgroupsPath string, host *Host) (cgroupPlan, error) {
 	if cgroupsPath == "" {
 		cgroupsPath = filepath.Join("berth", id)
 	}
 	if strings.Contains(cgroupsPath, "..") {
-		return cgroupState{}, fmt.Errorf("cgroupsPath %q must not contain \"..\"", cgroupsPath)
+		return cgroupPlan{}, fmt.Errorf("cgroupsPath %q must not contain \"..\"", cgroupsPath)
 	}
+	if host == nil {
+		var err error
+		if host, err = probeHost(); err != nil {
+			return cgroupPlan{}, err
+		}
+	}
+	if host.v2 {
+		group := cgroupsPath
+		if !filepath.IsAbs(group) {
+			_, own, err := cgroups.ParseCgroupFileUnified("/proc/self/cgroup")
+			if err != nil {
+				return cgroupPlan{}, fmt.Errorf("read own cgroup: %w", err)
+			}
+			group = filepath.Join("/", own, group)
+		}
+		return cgroupPlan{state: cgroupState{V2: group}}, nil
+	}
+	paths := map[string]string{}
+	for _, s := range host.v1 {
+		if filepath.IsAbs(cgroupsPath) {
+			paths[string(s.Name())] = cgroupsPath
+			continue
+		}
+		own, err := host.own(s.Name())
+		if err != nil {
+			continue // controller not mounted for us
+		}
+		paths[string(s.Name())] = filepath.Join(own, cgroupsPath)
+	}
+	return cgroupPlan{state: cgroupState{V1: paths}, v1: host.v1}, nil
+}
+
+// makeCgroup creates the planned cgroup and applies the spec's resources. On failure it
+// removes what it made.
+func makeCgroup(plan cgroupPlan, res *specs.LinuxResources, devs []specs.LinuxDevice) error {
 	if res == nil {
 		res = &specs.LinuxResources{}
 	}
@@ -80,45 +143,89 @@ func createCgroup(id, cgroupsPath string, res *specs.LinuxResources, devs []spec
 			r.Devices = append(r.Devices, specs.LinuxDeviceCgroup{Allow: true, Type: typ, Major: &major, Minor: &minor, Access: "rwm"})
 		}
 	}
-	if cgroupIsV2() {
-		group := cgroupsPath
-		if !filepath.IsAbs(group) {
-			_, own, err := cgroups.ParseCgroupFileUnified("/proc/self/cgroup")
-			if err != nil {
-				return cgroupState{}, fmt.Errorf("read own cgroup: %w", err)
-			}
-			group = filepath.Join("/", own, group)
-		}
+	st := plan.state
+	if st.V2 != "" {
 		v2res := cgroup2.ToResources(&r)
 		v2res.Devices = r.Devices
-		if _, err := cgroup2.NewManager(unifiedMountpoint, group, v2res); err != nil {
-			return cgroupState{}, fmt.Errorf("create cgroup %s: %w", group, err)
+		if _, err := cgroup2.NewManager(unifiedMountpoint, st.V2, v2res); err != nil {
+			return fmt.Errorf("create cgroup %s: %w", st.V2, err)
 		}
-		return cgroupState{V2: group}, nil
+		return nil
 	}
-	subsystems, err := cgroup1.Default()
+	err := makeV1Fast(st, &r)
+	if errors.Is(err, errSlowPath) {
+		_, err = cgroup1.New(v1Path(st.V1), &r, cgroup1.WithHierarchy(onlyHierarchy(plan.v1)))
+	}
 	if err != nil {
-		return cgroupState{}, fmt.Errorf("list cgroup v1 controllers: %w", err)
-	}
-	nested := cgroup1.NestedPath(cgroupsPath)
-	paths := map[string]string{}
-	for _, s := range subsystems {
-		if filepath.IsAbs(cgroupsPath) {
-			paths[string(s.Name())] = cgroupsPath
-			continue
-		}
-		p, err := nested(s.Name())
-		if err != nil {
-			continue // controller not mounted for us
-		}
-		paths[string(s.Name())] = p
-	}
-	st := cgroupState{V1: paths}
-	if _, err := cgroup1.New(v1Path(paths), &r, cgroup1.WithHierarchy(onlyHierarchy(subsystems))); err != nil {
 		cleanupErr := removeCgroupDirs(st)
-		return cgroupState{}, errors.Join(fmt.Errorf("create cgroup %s: %w", cgroupsPath, err), cleanupErr)
+		return errors.Join(fmt.Errorf("create cgroup: %w", err), cleanupErr)
 	}
-	return st, nil
+	return nil
+}
+
+var errSlowPath = errors.New("needs containerd/cgroups")
+
+// makeV1Fast creates a v1 cgroup that needs device rules at most (Docker's usual container)
+// with plain mkdirs and writes: containerd/cgroups costs five times as much (it walks up the
+// cpuset parents and rewrites their values every time). Anything else, or a parent that does
+// not exist yet, is left to containerd/cgroups (errSlowPath), which tolerates what was made.
+func makeV1Fast(st cgroupState, r *specs.LinuxResources) error {
+	if r.Memory != nil || r.CPU != nil || r.Pids != nil || r.BlockIO != nil || len(r.HugepageLimits) > 0 ||
+		r.Network != nil || len(r.Rdma) > 0 || len(r.Unified) > 0 {
+		return errSlowPath
+	}
+	for ctl := range st.V1 {
+		d := st.v1Dir(ctl)
+		if err := os.Mkdir(d, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			if errors.Is(err, os.ErrNotExist) {
+				return errSlowPath
+			}
+			return err
+		}
+		if ctl == string(cgroup1.Cpuset) {
+			// A new cpuset group starts with no CPUs and no memory nodes: inherit the parent's.
+			for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+				own, err := os.ReadFile(filepath.Join(d, f))
+				if err != nil {
+					return err
+				}
+				if len(bytes.TrimSpace(own)) > 0 {
+					continue
+				}
+				parent, err := os.ReadFile(filepath.Join(filepath.Dir(d), f))
+				if err != nil {
+					return err
+				}
+				if err := writeFile(filepath.Join(d, f), parent); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if d := st.v1Dir(string(cgroup1.Devices)); d != "" {
+		for _, dev := range r.Devices {
+			file := "devices.deny"
+			if dev.Allow {
+				file = "devices.allow"
+			}
+			typ := dev.Type
+			if typ == "" {
+				typ = "a"
+			}
+			rule := fmt.Sprintf("%s %s:%s %s", typ, deviceNumber(dev.Major), deviceNumber(dev.Minor), dev.Access)
+			if err := writeFile(filepath.Join(d, file), []byte(rule)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func deviceNumber(n *int64) string {
+	if n == nil || *n == -1 {
+		return "*"
+	}
+	return strconv.FormatInt(*n, 10)
 }
 
 func onlyHierarchy(s []cgroup1.Subsystem) cgroup1.Hierarchy {

@@ -11,6 +11,8 @@ package linux
 #include <string.h>
 #include <unistd.h>
 
+#include "cinit.h"
+
 // berth_nsenter runs before the Go runtime starts any thread, which is the only time a process
 // may join a mount or user namespace with setns(2). It is inert unless the parent set
 // _BERTH_NSENTER, a newline-separated list of "flag:path" entries (flag is the CLONE_NEW* value
@@ -24,6 +26,7 @@ package linux
 __attribute__((constructor)) static void berth_nsenter(void) {
 	const char *spec = getenv("_BERTH_NSENTER");
 	if (spec == NULL || *spec == '\0') {
+		berth_cinit();
 		return;
 	}
 	char *copy = strdup(spec);
@@ -72,6 +75,8 @@ __attribute__((constructor)) static void berth_nsenter(void) {
 		}
 		close(fd);
 	}
+	// The C init, when asked for, runs once the namespaces are joined.
+	berth_cinit();
 }
 */
 import "C"

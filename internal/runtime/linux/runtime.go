@@ -31,6 +31,11 @@ type Runtime struct {
 	InitPath string
 	// Logger receives warnings (clamped rlimits, failed poststart hooks); nil means slog.Default().
 	Logger *slog.Logger
+	// Host, from Warm, saves the host lookups of every create; nil means look up each time.
+	Host *Host
+	// GoInit always sets containers up with the Go init, even those the C init would take
+	// (cinit.c). So does BERTH_INIT=go in the environment.
+	GoInit bool
 }
 
 // CreateOpts are the optional inputs of Create.
@@ -160,7 +165,7 @@ func (c *child) close() {
 // startChild starts "<init> init" with the given clone flags, extra files after the sync socket
 // and namespaces to join. When forkAfterJoin is set, the C constructor forks once more after
 // joining and the grandchild becomes the container process.
-func (r *Runtime) startChild(ctx context.Context, cloneFlags uintptr, sp *specs.Spec, join []string, forkAfterJoin bool, extra []*os.File, io3 [3]*os.File) (*child, error) {
+func (r *Runtime) startChild(ctx context.Context, cloneFlags uintptr, sp *specs.Spec, join []string, forkAfterJoin, cinit bool, extra []*os.File, io3 [3]*os.File) (*child, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("socketpair: %w", err)
@@ -177,6 +182,9 @@ func (r *Runtime) startChild(ctx context.Context, cloneFlags uintptr, sp *specs.
 	var pidR, pidW *os.File
 	if len(join) > 0 {
 		cmd.Env = append(cmd.Env, envNSEnter+"="+strings.Join(join, "\n"))
+	}
+	if cinit {
+		cmd.Env = append(cmd.Env, envCInit+"=1")
 	}
 	if forkAfterJoin {
 		pidR, pidW, err = os.Pipe()
@@ -380,24 +388,19 @@ func (r *Runtime) CreatePid(ctx context.Context, id, bundle string, opts CreateO
 		extra = append(extra, f)
 	}
 
-	// The child starts first: its exec and Go runtime start overlap the cgroup's creation, and
-	// it does nothing before it has its config, which it gets once it is in the cgroup.
-	ch, err = r.startChild(ctx, plan.cloneFlags, sp, plan.join, plan.joinPID, extra, opts.Stdio)
+	// The child starts first: its exec (and the Go init's runtime start) overlap the cgroup's
+	// creation, and it does nothing before it has its config, which it gets once it is in the
+	// cgroup. Docker's usual container gets the C init (cinit.c), the others the Go init.
+	cinit := !r.GoInit && cinitEligible(sp, plan, noProcess)
+	ch, err = r.startChild(ctx, plan.cloneFlags, sp, plan.join, plan.joinPID, cinit, extra, opts.Stdio)
 	if err != nil {
 		return 0, err
 	}
-	var res *specs.LinuxResources
-	if sp.Linux != nil {
-		res = sp.Linux.Resources
-	}
-	cs, err := createCgroup(id, sp.Linux.CgroupsPath, res, sp.Linux.Devices)
+	cplan, err := planCgroup(id, sp.Linux.CgroupsPath, r.Host)
 	if err != nil {
 		return 0, fmt.Errorf("cgroup: %w", err)
 	}
-	cg = &cs
-	if err := cg.addProc(ch.pid); err != nil {
-		return 0, fmt.Errorf("join cgroup: %w", err)
-	}
+	cs := cplan.state
 	cfg := initConfig{
 		Mode: initModeCreate, ID: id, Spec: initSpec, Rootfs: rootfs, Bundle: bundle,
 		Console: opts.ConsoleSocket != "", NewMountNS: newMount,
@@ -405,7 +408,29 @@ func (r *Runtime) CreatePid(ctx context.Context, id, bundle string, opts CreateO
 		UnshareCgroupNS: plan.unshareCgns, Cgroup: cs, NoNewKeyring: opts.NoNewKeyring,
 		Seccomp: filter,
 	}
-	if err := ch.enc.Encode(cfg); err != nil {
+	// The C init's program is built while the init execs; it needs the cgroup's paths only.
+	var prog []byte
+	if cinit {
+		if prog, err = cinitProgram(&cfg); err != nil {
+			return 0, err
+		}
+	}
+	var res *specs.LinuxResources
+	if sp.Linux != nil {
+		res = sp.Linux.Resources
+	}
+	if err := makeCgroup(cplan, res, sp.Linux.Devices); err != nil {
+		return 0, fmt.Errorf("cgroup: %w", err)
+	}
+	cg = &cs
+	if err := cg.addProc(ch.pid); err != nil {
+		return 0, fmt.Errorf("join cgroup: %w", err)
+	}
+	if cinit {
+		if _, err := ch.sync.Write(prog); err != nil {
+			return 0, fmt.Errorf("send config to container init: %w", err)
+		}
+	} else if err := ch.enc.Encode(cfg); err != nil {
 		return 0, fmt.Errorf("send config to container init: %w", err)
 	}
 	// runtime-tools (and runc) report "created" to prestart/createRuntime hooks.
@@ -888,7 +913,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, p specs.Process, opts Exe
 	} else {
 		extra = append(extra, devNull)
 	}
-	ch, err := r.startChild(ctx, 0, sp, join, true, extra, opts.Stdio)
+	ch, err := r.startChild(ctx, 0, sp, join, true, false, extra, opts.Stdio)
 	if err != nil {
 		return 0, err
 	}
