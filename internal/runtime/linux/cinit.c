@@ -964,6 +964,16 @@ static void run(struct op *ops, size_t n) {
 			}
 			break;
 		}
+		case CI_JOINED: {
+			char c;
+			ssize_t r;
+			while ((r = read(FD_SYNC, &c, 1)) < 0 && errno == EINTR) {
+			}
+			if (r != 1) {
+				fail("wait for the cgroup: %s", r < 0 ? errstr(errno) : "the runtime went away");
+			}
+			break;
+		}
 		case CI_EXEC:
 			if (S.argc == 0) {
 				fail("process is not set");

@@ -42,6 +42,7 @@ enum {
 	CI_CAPSET,      // i0 effective, i1 permitted, i2 inheritable
 	CI_AMBIENT,     // i0: ambient set
 	CI_EXEC,        // execve the looked-up path with the ARG/ENV lists
+	CI_JOINED,      // wait until the runtime moved this process into its cgroup (one byte)
 	CI_MAX
 };
 

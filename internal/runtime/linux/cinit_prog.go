@@ -55,6 +55,7 @@ const (
 	ciCapset
 	ciAmbient
 	ciExec
+	ciJoined
 	ciMax
 )
 
@@ -78,6 +79,23 @@ var errNoCInit = errors.New("not for the C init")
 type ciProgram struct {
 	b   []byte
 	err error
+	// unshareCgroupNS and joined: see joinedCgroup.
+	unshareCgroupNS, joined bool
+}
+
+// joinedCgroup marks the point from which the init must sit in its cgroup: the runtime sends the
+// program first and the cgroup is made while the init mounts the rootfs; the init waits here for
+// the byte that says it was moved (CreatePid). A new cgroup namespace is made here too, so that
+// it is rooted at the container's cgroup.
+func (p *ciProgram) joinedCgroup() {
+	if p.joined {
+		return
+	}
+	p.joined = true
+	p.op(ciJoined, nil)
+	if p.unshareCgroupNS {
+		p.op(ciUnshare, []uint64{unix.CLONE_NEWCGROUP})
+	}
 }
 
 func (p *ciProgram) op(code uint32, ints []uint64, strs ...string) {
@@ -140,13 +158,10 @@ func cinitEligible(sp *specs.Spec, plan nsPlan, noProcess bool) bool {
 func cinitProgram(cfg *initConfig) ([]byte, error) {
 	sp := cfg.Spec
 	p := sp.Process
-	prog := &ciProgram{}
+	prog := &ciProgram{unshareCgroupNS: cfg.UnshareCgroupNS}
 	prog.op(ciSetsid, nil)
 	if !cfg.NoNewKeyring {
 		prog.op(ciKeyring, nil, "_ses."+cfg.ID)
-	}
-	if cfg.UnshareCgroupNS {
-		prog.op(ciUnshare, []uint64{unix.CLONE_NEWCGROUP})
 	}
 	if cfg.NewMountNS {
 		if err := cinitRootfs(prog, cfg); err != nil {
@@ -185,6 +200,7 @@ func cinitProgram(cfg *initConfig) ([]byte, error) {
 	for _, e := range p.Env {
 		prog.op(ciEnv, nil, e)
 	}
+	prog.joinedCgroup()
 	prog.op(ciCloseFDs, nil)
 	prog.op(ciReady, nil)
 
@@ -364,6 +380,7 @@ func cinitMountEntry(prog *ciProgram, cfg *initConfig, m specs.Mount, dest strin
 
 // cinitCgroupMount is mountCgroup's twin.
 func cinitCgroupMount(prog *ciProgram, cfg *initConfig, dest string, o mountOpts, mk func(bool) (uint64, error)) error {
+	prog.joinedCgroup()
 	cg := cfg.Cgroup
 	k, err := mk(true)
 	if err != nil {

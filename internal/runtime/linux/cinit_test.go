@@ -71,7 +71,7 @@ func TestCInitProgram(t *testing.T) {
 	sp.Process.User = specs.User{UID: 1000, GID: 1000, AdditionalGids: []uint32{10, 20}}
 	sp.Process.Cwd = "/work"
 	sp.Linux.Sysctl = map[string]string{"net.ipv4.ip_forward": "1", "kernel.msgmax": "8192"}
-	cfg := initConfig{Mode: initModeCreate, ID: "c1", Spec: sp, Rootfs: "/rootfs", Bundle: "/b", NewMountNS: true, NewUTSNS: true,
+	cfg := initConfig{Mode: initModeCreate, ID: "c1", Spec: sp, Rootfs: "/rootfs", Bundle: "/b", NewMountNS: true, NewUTSNS: true, UnshareCgroupNS: true,
 		Cgroup: cgroupState{V1: map[string]string{"memory": "/x/c1", "cpu": "/x/c1"}}, Seccomp: &seccompBPF{Program: make([]byte, 16)}}
 	b, err := cinitProgram(&cfg)
 	if err != nil {
@@ -105,6 +105,12 @@ func TestCInitProgram(t *testing.T) {
 	}
 	if last(ciExec) != len(ops)-1 {
 		t.Fatal("exec is not last")
+	}
+	// The init waits to be in its cgroup once, before the cgroup mount, and makes its cgroup
+	// namespace right after.
+	joined, cgMount := idx(ciJoined), slices.IndexFunc(ops, func(o decodedOp) bool { return o.code == ciMount && o.strs[1] == "/sys/fs/cgroup" })
+	if joined < 0 || joined != last(ciJoined) || joined > cgMount || idx(ciUnshare) != joined+1 {
+		t.Errorf("joined at %d (last %d), cgroup mount at %d, unshare at %d", joined, last(ciJoined), cgMount, idx(ciUnshare))
 	}
 	if o := ops[idx(ciSetgroups)]; !slices.Equal(o.ints, []uint64{10, 20}) {
 		t.Errorf("setgroups %v", o.ints)

@@ -408,11 +408,16 @@ func (r *Runtime) CreatePid(ctx context.Context, id, bundle string, opts CreateO
 		UnshareCgroupNS: plan.unshareCgns, Cgroup: cs, NoNewKeyring: opts.NoNewKeyring,
 		Seccomp: filter,
 	}
-	// The C init's program is built while the init execs; it needs the cgroup's paths only.
-	var prog []byte
+	// The C init's program is built while the init execs (it needs the cgroup's paths only)
+	// and sent at once: the init mounts the rootfs while the cgroup is made, and waits for
+	// the byte below before anything that needs the cgroup.
 	if cinit {
-		if prog, err = cinitProgram(&cfg); err != nil {
+		prog, err := cinitProgram(&cfg)
+		if err != nil {
 			return 0, err
+		}
+		if _, err := ch.sync.Write(prog); err != nil {
+			return 0, fmt.Errorf("send config to container init: %w", err)
 		}
 	}
 	var res *specs.LinuxResources
@@ -427,8 +432,8 @@ func (r *Runtime) CreatePid(ctx context.Context, id, bundle string, opts CreateO
 		return 0, fmt.Errorf("join cgroup: %w", err)
 	}
 	if cinit {
-		if _, err := ch.sync.Write(prog); err != nil {
-			return 0, fmt.Errorf("send config to container init: %w", err)
+		if _, err := ch.sync.Write([]byte{1}); err != nil {
+			return 0, fmt.Errorf("tell container init it is in its cgroup: %w", err)
 		}
 	} else if err := ch.enc.Encode(cfg); err != nil {
 		return 0, fmt.Errorf("send config to container init: %w", err)
