@@ -510,3 +510,57 @@ func TestAutoRemoveRestart(t *testing.T) {
 		t.Fatal("--rm container still there after exit")
 	}
 }
+
+// isMounted reports whether target is a mount point in this mount namespace.
+func isMounted(t *testing.T, target string) bool {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && f[4] == target {
+			return true
+		}
+	}
+	return false
+}
+
+// TestFailedStartLeavesNothing: the network is set up while the root filesystem is mounted;
+// a start that fails on either side, or after both, leaves no mount and no network namespace.
+func TestFailedStartLeavesNothing(t *testing.T) {
+	d := newTestDaemon(t)
+	ctx := context.Background()
+	// A container that is not running: joining its network fails, after the mount succeeded.
+	if _, err := d.ContainerCreate(ctx, "idle", &mcontainer.Config{Image: "busybox", Cmd: []string{"true"}}, &mcontainer.HostConfig{NetworkMode: "none"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		cfg  *mcontainer.Config
+		hc   *mcontainer.HostConfig
+		want string
+	}{
+		// The user is resolved after the mount, while the namespace is being made.
+		{"user", &mcontainer.Config{Image: "busybox", Cmd: []string{"true"}, User: "nosuchuser"}, &mcontainer.HostConfig{NetworkMode: "none"}, "unable to find user"},
+		{"network", &mcontainer.Config{Image: "busybox", Cmd: []string{"true"}}, &mcontainer.HostConfig{NetworkMode: "container:idle"}, "non running container"},
+	} {
+		cr, err := d.ContainerCreate(ctx, "", tc.cfg, tc.hc, nil)
+		if err != nil {
+			t.Fatalf("%s: create: %v", tc.name, err)
+		}
+		if err := d.ContainerStart(ctx, cr.ID); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Fatalf("%s: start = %v, want an error with %q", tc.name, err, tc.want)
+		}
+		if isMounted(t, d.rootfsDir(cr.ID)) {
+			t.Errorf("%s: root filesystem still mounted after a failed start", tc.name)
+		}
+		if ents, _ := os.ReadDir(filepath.Join(d.cfg.ExecRoot, "netns")); len(ents) != 0 {
+			t.Errorf("%s: %d network namespaces left after a failed start", tc.name, len(ents))
+		}
+		ins, err := d.ContainerInspect(ctx, cr.ID, false)
+		if err != nil || ins.State.Running || ins.State.Error == "" {
+			t.Errorf("%s: state after a failed start: %+v %v", tc.name, ins.State, err)
+		}
+	}
+}

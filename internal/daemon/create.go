@@ -233,7 +233,8 @@ func (d *Daemon) ContainerCreate(ctx context.Context, name string, cfg *mcontain
 			d.ctrs.releaseName(name, id)
 		}
 	}()
-	if _, err := d.snap.Prepare(ctx, snapKey(id), img.ChainID, map[string]string{"berth.container": id}); err != nil {
+	mounts, err := d.snap.Prepare(ctx, snapKey(id), img.ChainID, map[string]string{"berth.container": id})
+	if err != nil {
 		return mcontainer.CreateResponse{}, fmt.Errorf("prepare root filesystem: %w", err)
 	}
 	if err := os.MkdirAll(filepath.Join(d.ctrDir(id), "rootfs"), 0o700); err != nil {
@@ -260,7 +261,7 @@ func (d *Daemon) ContainerCreate(ctx context.Context, name string, cfg *mcontain
 	if err := d.saveCtr(&rec); err != nil {
 		return mcontainer.CreateResponse{}, fmt.Errorf("save container: %w", err)
 	}
-	c := &ctr{rec: rec, exited: make(chan struct{}), removed: make(chan struct{})}
+	c := &ctr{rec: rec, mounts: mounts, exited: make(chan struct{}), removed: make(chan struct{})}
 	d.ctrs.add(c)
 	ok = true
 	d.events.Publish(events.ContainerEventType, events.ActionCreate, id, ctrAttrs(&rec))

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/berth-dev/berth/internal/snapshot"
 	"github.com/berth-dev/berth/internal/volume"
 	"strings"
 	"sync"
@@ -63,6 +64,10 @@ type ctr struct {
 	// attachWaiters are attach requests that arrived before the shim existed; start hands them
 	// the shim before releasing the process so that no output is lost.
 	attachWaiters []*attachWaiter
+	// mounts are the mounts of the container's writable snapshot, which never change: kept
+	// from create (or the first start after a daemon restart) so that a start does not read
+	// them from the store again. nil until known.
+	mounts []snapshot.Mount
 	// shim is the live shim of a running container, nil otherwise.
 	shim *shimHandle
 	// stopRestart cancels a pending restart back-off.

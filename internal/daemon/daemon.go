@@ -91,6 +91,8 @@ type Daemon struct {
 	volumes *volume.Store
 	// shims are started shims waiting for a container (shimpool.go).
 	shims *shimPool
+	// bootID is the kernel's ID of this boot (mountRootfs); nil if it could not be read.
+	bootID []byte
 }
 
 // Run starts the daemon and serves the API until ctx is cancelled (SIGTERM), then shuts down
@@ -208,6 +210,9 @@ func newDaemon(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	d := &Daemon{cfg: cfg, log: cfg.Logger, db: db, events: events.New(), start: time.Now(), ctrs: newCtrIndex(), ctx: ctx}
 	d.shims = newShimPool(d)
+	if d.bootID, err = readBootID(); err != nil {
+		d.log.Warn("boot id", "err", err)
+	}
 	snap, err := overlay.New(cfg.Root, db)
 	if err != nil {
 		_ = db.Close()
