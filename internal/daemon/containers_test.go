@@ -564,3 +564,69 @@ func TestFailedStartLeavesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestRemovalFilesAfterReply: a removal deletes the container's files after its reply; a
+// daemon that stops waits for that, and one that died before it was done leaves files that
+// the next daemon deletes (and only those: a container's own stay).
+func TestRemovalFilesAfterReply(t *testing.T) {
+	d, die := newTestDaemonCancel(t)
+	ctx := context.Background()
+	id, _, _ := run(t, d, &mcontainer.Config{Cmd: []string{"true"}}, &mcontainer.HostConfig{NetworkMode: "none"})
+	if err := d.ContainerRemove(ctx, id, false, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(d.ctrDir(id)); !os.IsNotExist(err) {
+		t.Fatalf("container directory still in place after rm: %v", err)
+	}
+	d.bg.Wait()
+	for _, dir := range []string{filepath.Join(d.cfg.Root, "containers"), filepath.Join(d.cfg.Root, "snapshots")} {
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), "rm-") {
+				t.Errorf("%s/%s left after the removal finished", dir, e.Name())
+			}
+		}
+	}
+
+	if _, err := d.ContainerCreate(ctx, "keep", &mcontainer.Config{Image: "busybox", Cmd: []string{"true"}}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	keep, err := d.ctrs.get("keep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What a daemon that died between a removal's reply and the deletion of the files leaves.
+	gone := newID()
+	left := []string{d.ctrDir(gone), filepath.Join(d.cfg.Root, "containers", "rm-"+newID()), d.shimDir(gone)}
+	for _, p := range left {
+		if err := os.MkdirAll(filepath.Join(p, "rootfs"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(p, "f"), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := d.cfg
+	stopMonitors(d, die)
+	ctx2, cancel := context.WithCancel(context.Background())
+	d2, err := newDaemon(ctx2, cfg)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, c := range d2.ctrs.all() {
+			_ = d2.ContainerRemove(context.Background(), c.rec.ID, true, true)
+		}
+		cancel()
+		d2.close()
+	})
+	for _, p := range left {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s left after a restart: %v", p, err)
+		}
+	}
+	if _, err := os.Stat(d2.ctrDir(keep.rec.ID)); err != nil {
+		t.Errorf("directory of a container that exists: %v", err)
+	}
+}

@@ -190,16 +190,6 @@ func (d *Daemon) saveCtr(rec *ctrRecord) error {
 	})
 }
 
-func (d *Daemon) deleteCtr(id string) error {
-	return d.db.Update(func(tx *bolt.Tx) error {
-		bk := tx.Bucket(containersBucket)
-		if bk == nil {
-			return nil
-		}
-		return bk.Delete([]byte(id))
-	})
-}
-
 func (d *Daemon) loadCtrs() ([]ctrRecord, error) {
 	var out []ctrRecord
 	err := d.db.View(func(tx *bolt.Tx) error {

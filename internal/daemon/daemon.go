@@ -93,6 +93,9 @@ type Daemon struct {
 	shims *shimPool
 	// bootID is the kernel's ID of this boot (mountRootfs); nil if it could not be read.
 	bootID []byte
+	// bg tracks work left for after a reply (the files of removed containers); the daemon
+	// waits for it before it stops.
+	bg background
 }
 
 // Run starts the daemon and serves the API until ctx is cancelled (SIGTERM), then shuts down
@@ -193,6 +196,7 @@ func Run(ctx context.Context, cfg Config) error {
 		_ = srv.Close()
 	}
 	wg.Wait()
+	d.bg.Wait()
 	d.releaseHostState()
 	for _, s := range specs {
 		if s.network == "unix" {
@@ -282,6 +286,7 @@ func (d *Daemon) releaseHostState() {
 }
 
 func (d *Daemon) close() {
+	d.bg.Wait()
 	d.shims.close()
 	if d.net != nil {
 		d.net.Close()

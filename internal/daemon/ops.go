@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"github.com/berth-dev/berth/internal/api"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -12,10 +13,12 @@ import (
 
 	"github.com/berth-dev/berth/internal/runtime/linux"
 	"github.com/berth-dev/berth/internal/snapshot"
+	"github.com/berth-dev/berth/internal/snapshot/overlay"
 	"github.com/containerd/errdefs"
 	mcontainer "github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/events"
 	"github.com/moby/sys/signal"
+	bolt "go.etcd.io/bbolt"
 )
 
 // runtime returns berth's OCI runtime over the state the shims keep. The daemon uses it for
@@ -307,29 +310,91 @@ func (d *Daemon) ContainerRemove(ctx context.Context, ref string, force, removeV
 	c.cancelRestart()
 	defer c.mu.Unlock()
 	id := c.rec.ID
-	c.rec.State.Status = mcontainer.StateRemoving
-	if err := snapshot.UnmountAll(d.rootfsDir(id)); err != nil {
-		d.log.Warn("unmount rootfs", "container", id, "err", err)
+	t0 := time.Now()
+	phase := func(name string) {
+		d.log.Debug("remove phase", "container", id[:12], "phase", name, "at", time.Since(t0))
 	}
+	c.rec.State.Status = mcontainer.StateRemoving
+	// First what the container holds in the kernel, in parallel, since each mostly waits (an
+	// unmount for an RCU grace period, the runtime for cgroup removal): its root filesystem
+	// mount, its network namespace, its runtime state and cgroups (and any process left).
+	// All are gone before its record: a crash in between leaves a record, which the next
+	// daemon removes or shows, never kernel objects that nothing knows of.
+	netDone := make(chan struct{})
+	go func() {
+		defer close(netDone)
+		d.net.Forget(id)
+	}()
+	unmounted := make(chan error, 1)
+	go func() { unmounted <- snapshot.UnmountAll(d.rootfsDir(id)) }()
 	_ = d.runtime().Delete(ctx, id, true)
-	d.net.Forget(id)
-	if err := d.snap.Remove(ctx, snapKey(id)); err != nil && !errdefs.IsNotFound(err) {
+	<-netDone
+	unmountErr := <-unmounted
+	if unmountErr != nil {
+		d.log.Warn("unmount rootfs", "container", id, "err", unmountErr)
+	}
+	phase("released")
+	rm, err := d.forgetCtr(id)
+	if err != nil {
 		c.rec.State.Status = mcontainer.StateDead
 		_ = d.saveCtr(&c.rec)
-		return fmt.Errorf("remove root filesystem of %s: %w", id, err)
+		return err
 	}
-	_ = os.RemoveAll(d.shimDir(id))
-	if err := os.RemoveAll(d.ctrDir(id)); err != nil {
-		d.log.Warn("remove container directory", "container", id, "err", err)
-	}
-	if err := d.deleteCtr(id); err != nil {
-		return fmt.Errorf("delete container record: %w", err)
+	phase("forgotten")
+	// The container's files are garbage now that its record is gone, and deleting them costs
+	// milliseconds (every unlink of a file with data may wait for the disk): they are deleted
+	// after the reply. The container's directory is renamed aside first, so that it is gone
+	// from its place when the reply says the container is. A daemon that stops waits for the
+	// deletion (Run, close); one that dies leaves the files to the next, which deletes what no
+	// record owns (the snapshotter's Cleanup, cleanStaleDirs). A root filesystem that would not
+	// unmount is left in place rather than emptied through its mount.
+	dir := d.ctrDir(id)
+	if unmountErr == nil {
+		aside := filepath.Join(filepath.Dir(dir), "rm-"+id)
+		if err := os.Rename(dir, aside); err == nil {
+			dir = aside
+		}
 	}
 	d.ctrs.remove(c)
 	d.releaseMounts(ctx, &c.rec, removeVolumes)
 	close(c.removed)
 	d.events.Publish(events.ContainerEventType, events.ActionDestroy, id, ctrAttrs(&c.rec))
+	d.bg.Go(func() {
+		rm.Purge()
+		_ = os.RemoveAll(d.shimDir(id))
+		if unmountErr == nil {
+			if err := os.RemoveAll(dir); err != nil {
+				d.log.Warn("remove container directory", "container", id, "err", err)
+			}
+		}
+		phase("files removed")
+	})
 	return nil
+}
+
+// forgetCtr deletes a container's writable snapshot and its record in one transaction: one
+// commit (two fdatasyncs of the store) where each took one. The snapshot's files are left to
+// the caller (Removal.Purge); they are garbage once this returns.
+func (d *Daemon) forgetCtr(id string) (*overlay.Removal, error) {
+	var rm *overlay.Removal
+	err := d.db.Update(func(tx *bolt.Tx) error {
+		r, err := d.snap.RemoveTx(tx, snapKey(id))
+		if err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("remove root filesystem of %s: %w", id, err)
+		}
+		rm = r
+		if bk := tx.Bucket(containersBucket); bk != nil {
+			if err := bk.Delete([]byte(id)); err != nil {
+				return fmt.Errorf("delete container record: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		rm.Rollback()
+		return nil, err
+	}
+	return rm, nil
 }
 
 // ContainerRename gives a container a new name.

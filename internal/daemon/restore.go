@@ -72,20 +72,41 @@ func (d *Daemon) restoreContainers(ctx context.Context) error {
 		}
 		c.mu.Unlock()
 	}
-	d.cleanStaleShimDirs()
+	d.cleanStaleDirs()
 	return nil
 }
 
-// cleanStaleShimDirs removes shim directories of containers that no longer exist.
-func (d *Daemon) cleanStaleShimDirs() {
+// cleanStaleDirs removes the shim and container directories of containers that no longer
+// exist: a removal deletes them after its reply (ContainerRemove), and a daemon that died
+// before that left them. It runs before the API serves, so no container is being created.
+func (d *Daemon) cleanStaleDirs() {
 	live := map[string]bool{}
 	for _, c := range d.ctrs.all() {
-		live[d.shimDir(c.snapshotOf().ID)] = true
+		id := c.snapshotOf().ID
+		live[d.shimDir(id)] = true
+		live[d.ctrDir(id)] = true
 	}
 	ents, _ := os.ReadDir(filepath.Join(d.cfg.ExecRoot, "shims"))
 	for _, e := range ents {
 		if p := filepath.Join(d.cfg.ExecRoot, "shims", e.Name()); !live[p] {
 			_ = os.RemoveAll(p)
+		}
+	}
+	ents, _ = os.ReadDir(filepath.Join(d.cfg.Root, "containers"))
+	for _, e := range ents {
+		p := filepath.Join(d.cfg.Root, "containers", e.Name())
+		if live[p] {
+			continue
+		}
+		// Never delete through a mount: a root filesystem still mounted is unmounted first,
+		// and left alone if that fails.
+		if err := snapshot.UnmountAll(filepath.Join(p, "rootfs")); err != nil {
+			d.log.Warn("stale container directory", "dir", p, "err", err)
+			continue
+		}
+		d.log.Info("removing stale container directory", "dir", p)
+		if err := os.RemoveAll(p); err != nil {
+			d.log.Warn("remove stale container directory", "dir", p, "err", err)
 		}
 	}
 }

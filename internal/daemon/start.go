@@ -618,8 +618,13 @@ func (d *Daemon) handleExit(c *ctr, gen int, st shim.Status) {
 		return
 	}
 	rec := &c.rec
-	_ = snapshot.UnmountAll(d.rootfsDir(rec.ID))
-	d.net.Down(rec.ID)
+	autoRemove := rec.HostConfig.AutoRemove && !c.restarting
+	if !autoRemove {
+		// (The removal of a --rm container, next, releases all it holds at once.)
+		t0 := time.Now()
+		d.releaseRun(rec.ID)
+		d.log.Debug("exit phase", "container", rec.ID[:12], "phase", "released", "at", time.Since(t0))
+	}
 	ranFor := time.Since(rec.State.StartedAt)
 	if !st.ExitedAt.IsZero() && !rec.State.StartedAt.IsZero() {
 		ranFor = st.ExitedAt.Sub(rec.State.StartedAt)
@@ -634,8 +639,9 @@ func (d *Daemon) handleExit(c *ctr, gen int, st shim.Status) {
 	rec.State.OOMKilled = st.OOMKilled
 	rec.State.FinishedAt = finished
 	c.shim = nil
-	_ = os.RemoveAll(d.shimDir(rec.ID))
-	autoRemove := rec.HostConfig.AutoRemove && !c.restarting
+	if !autoRemove {
+		_ = os.RemoveAll(d.shimDir(rec.ID))
+	}
 	// A --rm container is deleted next; recording its exit first would cost a transaction on
 	// the path of every `run --rm` for nothing: after a crash here its record still says
 	// running, its shim is gone, and the restarted daemon removes it all the same.
@@ -667,6 +673,18 @@ func (d *Daemon) handleExit(c *ctr, gen int, st shim.Status) {
 			d.log.Warn("auto-remove container", "container", rec.ID, "err", err)
 		}
 	}
+}
+
+// releaseRun unmounts a container's root filesystem and takes its network down after its
+// process exited. The two run in parallel: each unmount waits for an RCU grace period.
+func (d *Daemon) releaseRun(id string) {
+	down := make(chan struct{})
+	go func() {
+		defer close(down)
+		d.net.Down(id)
+	}()
+	_ = snapshot.UnmountAll(d.rootfsDir(id))
+	<-down
 }
 
 // restartDecision applies the restart policy: whether to restart, and after what back-off

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"runtime"
+	"sync"
 
 	"github.com/containerd/errdefs"
 )
@@ -50,5 +51,51 @@ func (d *Daemon) randomName() string {
 		if _, err := d.ctrs.get(n); err != nil {
 			return n
 		}
+	}
+}
+
+// background runs work left for after a reply and waits for it. Unlike a sync.WaitGroup it
+// allows new work while a Wait is under way (a container can exit while the daemon stops).
+type background struct {
+	mu   sync.Mutex // guards n and idle
+	n    int
+	idle chan struct{} // closed when n drops to zero; nil when nobody waits
+}
+
+// Go runs f in a goroutine that Wait waits for.
+func (b *background) Go(f func()) {
+	b.mu.Lock()
+	b.n++
+	b.mu.Unlock()
+	go func() {
+		defer b.done()
+		f()
+	}()
+}
+
+func (b *background) done() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.n--
+	if b.n == 0 && b.idle != nil {
+		close(b.idle)
+		b.idle = nil
+	}
+}
+
+// Wait returns once no work runs.
+func (b *background) Wait() {
+	for {
+		b.mu.Lock()
+		if b.n == 0 {
+			b.mu.Unlock()
+			return
+		}
+		if b.idle == nil {
+			b.idle = make(chan struct{})
+		}
+		idle := b.idle
+		b.mu.Unlock()
+		<-idle
 	}
 }

@@ -426,50 +426,82 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, labels map[s
 
 // Remove implements snapshot.Snapshotter.
 func (s *Snapshotter) Remove(ctx context.Context, key string) error {
-	var removed, orig string
+	var rm *Removal
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		keys, children, err := buckets(tx)
-		if err != nil {
-			return err
-		}
-		r, err := getRecord(keys, key)
-		if err != nil {
-			return err
-		}
-		prefix := []byte(key + "\x00")
-		if k, _ := children.Cursor().Seek(prefix); k != nil && strings.HasPrefix(string(k), string(prefix)) {
-			return fmt.Errorf("snapshot %q has children (e.g. %q): %w", key, strings.TrimPrefix(string(k), string(prefix)), errdefs.ErrFailedPrecondition)
-		}
-		if err := keys.Delete([]byte(key)); err != nil {
-			return err
-		}
-		if r.Parent != "" {
-			if err := children.Delete(childKey(r.Parent, key)); err != nil {
-				return err
-			}
-		}
-		// Renamed inside the transaction, deleted after it: a crash in between leaves an
-		// rm-<id> directory that Cleanup deletes.
-		rm := filepath.Join(s.snapshotsDir(), "rm-"+strconv.FormatUint(r.ID, 10))
-		if err := os.Rename(s.dir(r.ID), rm); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("removing snapshot directory: %w", err)
-		}
-		removed, orig = rm, s.dir(r.ID)
-		return nil
+		var err error
+		rm, err = s.RemoveTx(tx, key)
+		return err
 	})
 	if err != nil {
-		// The transaction rolled back; put the directory back under its id.
-		if removed != "" {
-			if rerr := os.Rename(removed, orig); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-				slog.Warn("overlay snapshotter: restoring directory after failed remove", "dir", removed, "err", rerr)
-			}
-		}
+		rm.Rollback()
 		return fmt.Errorf("removing snapshot %q: %w", key, err)
 	}
-	if err := os.RemoveAll(removed); err != nil {
-		slog.Warn("overlay snapshotter: snapshot forgotten but its directory remains; Cleanup will retry", "dir", removed, "err", err)
-	}
+	rm.Purge()
 	return nil
+}
+
+// Removal is a snapshot removed inside a caller's transaction (RemoveTx): its directory has
+// been renamed to rm-<id>. Once the transaction has ended, the caller calls Purge if it
+// committed, Rollback if not. Methods of a nil Removal do nothing.
+type Removal struct {
+	dir, orig string
+}
+
+// Purge deletes the removed snapshot's files. They are garbage once the transaction that
+// forgot the snapshot committed, so Purge may run at any later time; after a crash, Cleanup
+// deletes them.
+func (r *Removal) Purge() {
+	if r == nil {
+		return
+	}
+	if err := os.RemoveAll(r.dir); err != nil {
+		slog.Warn("overlay snapshotter: snapshot forgotten but its directory remains; Cleanup will retry", "dir", r.dir, "err", err)
+	}
+}
+
+// Rollback puts the directory back under the snapshot's id, after the transaction that was to
+// forget it rolled back.
+func (r *Removal) Rollback() {
+	if r == nil {
+		return
+	}
+	if err := os.Rename(r.dir, r.orig); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		slog.Warn("overlay snapshotter: restoring directory after failed remove", "dir", r.dir, "err", err)
+	}
+}
+
+// RemoveTx removes the snapshot key inside the caller's write transaction tx, so that it is
+// forgotten atomically with the caller's own records. See Removal for what the caller must do
+// once tx has ended; on error nothing was changed on disk (tx must still be rolled back if
+// the error is not ignored).
+func (s *Snapshotter) RemoveTx(tx *bolt.Tx, key string) (*Removal, error) {
+	keys, children, err := buckets(tx)
+	if err != nil {
+		return nil, err
+	}
+	r, err := getRecord(keys, key)
+	if err != nil {
+		return nil, err
+	}
+	prefix := []byte(key + "\x00")
+	if k, _ := children.Cursor().Seek(prefix); k != nil && strings.HasPrefix(string(k), string(prefix)) {
+		return nil, fmt.Errorf("snapshot %q has children (e.g. %q): %w", key, strings.TrimPrefix(string(k), string(prefix)), errdefs.ErrFailedPrecondition)
+	}
+	if err := keys.Delete([]byte(key)); err != nil {
+		return nil, err
+	}
+	if r.Parent != "" {
+		if err := children.Delete(childKey(r.Parent, key)); err != nil {
+			return nil, err
+		}
+	}
+	// Renamed inside the transaction, deleted after it: a crash in between leaves an rm-<id>
+	// directory that Cleanup deletes.
+	rm := filepath.Join(s.snapshotsDir(), "rm-"+strconv.FormatUint(r.ID, 10))
+	if err := os.Rename(s.dir(r.ID), rm); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("removing snapshot directory: %w", err)
+	}
+	return &Removal{dir: rm, orig: s.dir(r.ID)}, nil
 }
 
 // Walk implements snapshot.Snapshotter. It reads all records first, so fn runs outside any
