@@ -233,10 +233,6 @@ func (d *Daemon) ContainerCreate(ctx context.Context, name string, cfg *mcontain
 			d.ctrs.releaseName(name, id)
 		}
 	}()
-	mounts, err := d.snap.Prepare(ctx, snapKey(id), img.ChainID, map[string]string{"berth.container": id})
-	if err != nil {
-		return mcontainer.CreateResponse{}, fmt.Errorf("prepare root filesystem: %w", err)
-	}
 	if err := os.MkdirAll(filepath.Join(d.ctrDir(id), "rootfs"), 0o700); err != nil {
 		return mcontainer.CreateResponse{}, fmt.Errorf("create container directory: %w", err)
 	}
@@ -258,10 +254,11 @@ func (d *Daemon) ContainerCreate(ctx context.Context, name string, cfg *mcontain
 		}
 	}()
 	rec.Mounts = mps
-	if err := d.saveCtr(&rec); err != nil {
-		return mcontainer.CreateResponse{}, fmt.Errorf("save container: %w", err)
+	snap, err := d.storeNewCtr(&rec)
+	if err != nil {
+		return mcontainer.CreateResponse{}, err
 	}
-	c := &ctr{rec: rec, mounts: mounts, exited: make(chan struct{}), removed: make(chan struct{})}
+	c := &ctr{rec: rec, mounts: snap.Mounts, exited: make(chan struct{}), removed: make(chan struct{})}
 	d.ctrs.add(c)
 	ok = true
 	d.events.Publish(events.ContainerEventType, events.ActionCreate, id, ctrAttrs(&rec))

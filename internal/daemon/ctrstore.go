@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/berth-dev/berth/internal/snapshot"
+	"github.com/berth-dev/berth/internal/snapshot/overlay"
 	"github.com/berth-dev/berth/internal/volume"
 	"strings"
 	"sync"
@@ -181,13 +182,42 @@ func (d *Daemon) saveCtr(rec *ctrRecord) error {
 	if err != nil {
 		return fmt.Errorf("encode container %s: %w", rec.ID, err)
 	}
-	return d.db.Update(func(tx *bolt.Tx) error {
-		bk, err := tx.CreateBucketIfNotExists(containersBucket)
-		if err != nil {
-			return err
+	return d.db.Update(func(tx *bolt.Tx) error { return putCtr(tx, rec.ID, b) })
+}
+
+func putCtr(tx *bolt.Tx, id string, b []byte) error {
+	bk, err := tx.CreateBucketIfNotExists(containersBucket)
+	if err != nil {
+		return err
+	}
+	return bk.Put([]byte(id), b)
+}
+
+// storeNewCtr makes a new container's writable snapshot and stores its record in one
+// transaction: one commit (two fdatasyncs of the store) on the path of every create where
+// there were two, and a crash leaves both or neither (before, a snapshot record without its
+// container could stay behind for good).
+func (d *Daemon) storeNewCtr(rec *ctrRecord) (*overlay.Prepared, error) {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return nil, fmt.Errorf("encode container %s: %w", rec.ID, err)
+	}
+	var p *overlay.Prepared
+	err = d.db.Update(func(tx *bolt.Tx) error {
+		var err error
+		if p, err = d.snap.PrepareTx(tx, snapKey(rec.ID), rec.ChainID, map[string]string{"berth.container": rec.ID}); err != nil {
+			return fmt.Errorf("prepare root filesystem: %w", err)
 		}
-		return bk.Put([]byte(rec.ID), b)
+		if err := putCtr(tx, rec.ID, b); err != nil {
+			return fmt.Errorf("save container: %w", err)
+		}
+		return nil
 	})
+	if err != nil {
+		p.Abort()
+		return nil, err
+	}
+	return p, nil
 }
 
 func (d *Daemon) loadCtrs() ([]ctrRecord, error) {

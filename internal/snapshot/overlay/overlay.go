@@ -196,17 +196,61 @@ func (s *Snapshotter) View(ctx context.Context, key, parent string, labels map[s
 	return s.create(ctx, snapshot.View, key, parent, labels)
 }
 
-func (s *Snapshotter) create(ctx context.Context, kind snapshot.Kind, key, parent string, labels map[string]string) (_ []snapshot.Mount, retErr error) {
-	if err := validKey(key); err != nil {
-		return nil, err
-	}
+func (s *Snapshotter) create(ctx context.Context, kind snapshot.Kind, key, parent string, labels map[string]string) ([]snapshot.Mount, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	var p *Prepared
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		var err error
+		p, err = s.createTx(tx, kind, key, parent, labels)
+		return err
+	})
+	if err != nil {
+		p.Abort()
+		return nil, fmt.Errorf("preparing snapshot %q: %w", key, err)
+	}
+	return p.Mounts, nil
+}
+
+// Prepared is a snapshot made inside a caller's transaction (PrepareTx). If that transaction
+// does not commit, the caller calls Abort. Methods of a nil Prepared do nothing.
+type Prepared struct {
+	// Mounts are the snapshot's mounts, as Prepare returns them.
+	Mounts []snapshot.Mount
+	dir    string
+}
+
+// Abort deletes the directory of a snapshot whose transaction rolled back. (After a crash,
+// Cleanup deletes it.)
+func (p *Prepared) Abort() {
+	if p == nil {
+		return
+	}
+	if err := os.RemoveAll(p.dir); err != nil {
+		slog.Warn("overlay snapshotter: removing directory of failed snapshot", "dir", p.dir, "err", err)
+	}
+}
+
+// PrepareTx is Prepare inside the caller's write transaction tx, so that the snapshot is
+// recorded atomically with the caller's own records (one commit instead of two). Its
+// directory is made and renamed into place at once; see Prepared for what the caller must do
+// if tx does not commit. On error nothing is left on disk.
+func (s *Snapshotter) PrepareTx(tx *bolt.Tx, key, parent string, labels map[string]string) (*Prepared, error) {
+	p, err := s.createTx(tx, snapshot.Active, key, parent, labels)
+	if err != nil {
+		return nil, fmt.Errorf("preparing snapshot %q: %w", key, err)
+	}
+	return p, nil
+}
+
+func (s *Snapshotter) createTx(tx *bolt.Tx, kind snapshot.Kind, key, parent string, labels map[string]string) (_ *Prepared, retErr error) {
+	if err := validKey(key); err != nil {
+		return nil, err
+	}
 	var (
-		mounts  []snapshot.Mount
 		tmpDir  string // removed on failure
-		doneDir string // renamed into place; removed if the transaction fails
+		doneDir string // renamed into place; removed on failure
 	)
 	defer func() {
 		if retErr == nil {
@@ -221,53 +265,46 @@ func (s *Snapshotter) create(ctx context.Context, kind snapshot.Kind, key, paren
 			}
 		}
 	}()
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		keys, children, err := buckets(tx)
-		if err != nil {
-			return err
-		}
-		if keys.Get([]byte(key)) != nil {
-			return fmt.Errorf("snapshot %q: %w", key, errdefs.ErrAlreadyExists)
-		}
-		var pids []uint64
-		if parent != "" {
-			pr, err := getRecord(keys, parent)
-			if err != nil {
-				return fmt.Errorf("parent: %w", err)
-			}
-			if pr.Kind != snapshot.Committed {
-				return fmt.Errorf("parent %q is %s, not committed: %w", parent, pr.Kind, errdefs.ErrInvalidArgument)
-			}
-			if pids, err = parentIDs(keys, parent); err != nil {
-				return err
-			}
-			if err := children.Put(childKey(parent, key), nil); err != nil {
-				return err
-			}
-		}
-		id, err := tx.Bucket(bucketName).NextSequence()
-		if err != nil {
-			return err
-		}
-		if tmpDir, err = s.makeDirs(pids); err != nil {
-			return err
-		}
-		if err := os.Rename(tmpDir, s.dir(id)); err != nil {
-			return fmt.Errorf("creating snapshot directory: %w", err)
-		}
-		tmpDir, doneDir = "", s.dir(id)
-		now := time.Now().UTC()
-		r := record{ID: id, Kind: kind, Parent: parent, Labels: copyLabels(labels), Created: now, Updated: now}
-		if err := putRecord(keys, key, r); err != nil {
-			return err
-		}
-		mounts = s.mounts(r, pids)
-		return nil
-	})
+	keys, children, err := buckets(tx)
 	if err != nil {
-		return nil, fmt.Errorf("preparing snapshot %q: %w", key, err)
+		return nil, err
 	}
-	return mounts, nil
+	if keys.Get([]byte(key)) != nil {
+		return nil, fmt.Errorf("snapshot %q: %w", key, errdefs.ErrAlreadyExists)
+	}
+	var pids []uint64
+	if parent != "" {
+		pr, err := getRecord(keys, parent)
+		if err != nil {
+			return nil, fmt.Errorf("parent: %w", err)
+		}
+		if pr.Kind != snapshot.Committed {
+			return nil, fmt.Errorf("parent %q is %s, not committed: %w", parent, pr.Kind, errdefs.ErrInvalidArgument)
+		}
+		if pids, err = parentIDs(keys, parent); err != nil {
+			return nil, err
+		}
+		if err := children.Put(childKey(parent, key), nil); err != nil {
+			return nil, err
+		}
+	}
+	id, err := tx.Bucket(bucketName).NextSequence()
+	if err != nil {
+		return nil, err
+	}
+	if tmpDir, err = s.makeDirs(pids); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmpDir, s.dir(id)); err != nil {
+		return nil, fmt.Errorf("creating snapshot directory: %w", err)
+	}
+	tmpDir, doneDir = "", s.dir(id)
+	now := time.Now().UTC()
+	r := record{ID: id, Kind: kind, Parent: parent, Labels: copyLabels(labels), Created: now, Updated: now}
+	if err := putRecord(keys, key, r); err != nil {
+		return nil, err
+	}
+	return &Prepared{Mounts: s.mounts(r, pids), dir: doneDir}, nil
 }
 
 // makeDirs creates the fs and work dirs of a new snapshot under a temporary name. The fs dir takes
