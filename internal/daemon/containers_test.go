@@ -630,3 +630,79 @@ func TestRemovalFilesAfterReply(t *testing.T) {
 		t.Errorf("directory of a container that exists: %v", err)
 	}
 }
+
+// TestRestoreInterruptedStart: a daemon that died during a start left a record that still says
+// created. The restarted daemon adopts the container if it got as far as running, and otherwise
+// takes down what the start had set up.
+func TestRestoreInterruptedStart(t *testing.T) {
+	d, die := newTestDaemonCancel(t)
+	ctx := context.Background()
+	none := &mcontainer.HostConfig{NetworkMode: "none"}
+	// Died after the container started, before its record said so.
+	if _, err := d.ContainerCreate(ctx, "started", &mcontainer.Config{Image: "busybox", Cmd: []string{"sleep", "1000"}}, none, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ContainerStart(ctx, "started"); err != nil {
+		t.Fatal(err)
+	}
+	started, _ := d.ctrs.get("started")
+	started.mu.Lock()
+	pid := started.rec.State.Pid
+	rec := started.rec
+	rec.State = ctrState{Status: mcontainer.StateCreated}
+	if err := d.saveCtr(&rec); err != nil {
+		t.Fatal(err)
+	}
+	started.mu.Unlock()
+	// Died after the root filesystem was mounted.
+	cr, err := d.ContainerCreate(ctx, "mounted", &mcontainer.Config{Image: "busybox", Cmd: []string{"true"}}, none, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc, _ := d.ctrs.get("mounted")
+	if err := mountRootfs(mc.mounts, d.rootfsDir(cr.ID), false, d.bootID); err != nil {
+		t.Fatal(err)
+	}
+	cfg := d.cfg
+	stopMonitors(d, die)
+	ctx2, cancel := context.WithCancel(context.Background())
+	d2, err := newDaemon(ctx2, cfg)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, c := range d2.ctrs.all() {
+			_ = d2.ContainerRemove(context.Background(), c.rec.ID, true, true)
+		}
+		cancel()
+		d2.close()
+	})
+	ins, err := d2.ContainerInspect(ctx, "started", false)
+	if err != nil || !ins.State.Running || ins.State.Pid != pid {
+		t.Fatalf("started container after restart: %+v %v (pid before %d)", ins.State, err, pid)
+	}
+	// It is monitored: a kill is seen.
+	wc, _ := d2.ContainerWait(ctx, "started", mcontainer.WaitConditionNotRunning)
+	if err := d2.ContainerKill(ctx, "started", "KILL"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-wc:
+		if r.StatusCode != 137 {
+			t.Fatalf("exit after kill = %d", r.StatusCode)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("adopted container's exit not seen")
+	}
+	if isMounted(t, d2.rootfsDir(cr.ID)) {
+		t.Error("root filesystem of a created container still mounted after restart")
+	}
+	ins, err = d2.ContainerInspect(ctx, "mounted", false)
+	if err != nil || ins.State.Status != mcontainer.StateCreated {
+		t.Fatalf("mounted container after restart: %+v %v", ins.State, err)
+	}
+	if err := d2.ContainerStart(ctx, "mounted"); err != nil {
+		t.Fatalf("start after restart: %v", err)
+	}
+}

@@ -46,6 +46,8 @@ func (d *Daemon) restoreContainers(ctx context.Context) error {
 				c.shim = h
 				d.handleExit(c, r.Generation, shim.Status{State: "exited", ExitCode: 255, ExitedAt: time.Now().UTC()})
 			}
+		case mcontainer.StateCreated:
+			d.restoreCreated(ctx, c)
 		case mcontainer.StateRestarting:
 			c.rec.State.Status = mcontainer.StateExited
 			toStart = append(toStart, c)
@@ -74,6 +76,32 @@ func (d *Daemon) restoreContainers(ctx context.Context) error {
 	}
 	d.cleanStaleDirs()
 	return nil
+}
+
+// restoreCreated reconciles a created container with what a start cut short by the daemon's
+// death may have left. A container that got as far as running is adopted as started (its start
+// was not answered, but nothing a user ran is stopped); otherwise what the start set up is taken
+// down (the runtime's container and the shim waiting to start it, the root filesystem mount; the
+// network namespace goes with reconcileNetworks) and the container stays created.
+func (d *Daemon) restoreCreated(ctx context.Context, c *ctr) {
+	id := c.rec.ID
+	h := &shimHandle{dir: d.shimDir(id), client: shim.NewClient(d.shimDir(id))}
+	if st, err := h.client.State(ctx); err == nil && st.State == "running" {
+		c.rec.Generation++
+		c.rec.State = ctrState{Status: mcontainer.StateRunning, Pid: st.Pid, StartedAt: time.Now().UTC()}
+		c.shim = h
+		if err := d.saveCtr(&c.rec); err != nil {
+			d.log.Warn("save adopted container", "container", id[:12], "err", err)
+		}
+		d.log.Info("adopted a container whose start was cut short", "container", id[:12], "pid", st.Pid)
+		go d.monitor(c, h, c.rec.Generation)
+		return
+	}
+	d.killOrphan(id)
+	if err := snapshot.UnmountAll(d.rootfsDir(id)); err != nil {
+		d.log.Warn("unmount root filesystem of created container", "container", id[:12], "err", err)
+	}
+	_ = os.RemoveAll(d.shimDir(id))
 }
 
 // cleanStaleDirs removes the shim and container directories of containers that no longer
