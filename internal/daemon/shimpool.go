@@ -176,5 +176,10 @@ func (s *spareShim) assign(ctx context.Context, args []string) (line string, tak
 // do. No GC until the shim has created the container: its start is on the path of every
 // container start.
 func shimEnv() []string {
-	return []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "GOMAXPROCS=1", "GOGC=off"}
+	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "GOMAXPROCS=1", "GOGC=off"}
+	// BERTH_INIT=go (the Go container init for every container) reaches the runtime in the shim.
+	if v, ok := os.LookupEnv("BERTH_INIT"); ok {
+		env = append(env, "BERTH_INIT="+v)
+	}
+	return env
 }
