@@ -196,6 +196,10 @@ func makeV1Fast(st cgroupState, r *specs.LinuxResources) error {
 				if err != nil {
 					return err
 				}
+				if len(bytes.TrimSpace(parent)) == 0 {
+					// A parent without CPUs: containerd/cgroups fills the ancestors in.
+					return errSlowPath
+				}
 				if err := writeFile(filepath.Join(d, f), parent); err != nil {
 					return err
 				}

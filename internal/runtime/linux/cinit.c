@@ -224,7 +224,14 @@ static uint64_t num(const struct op *o, uint32_t j) { return j < o->ni ? o->i[j]
 // open_in_root resolves p (a path as the container sees it) below the rootfs.
 static int open_in_root(const char *p, uint64_t flags) {
 	struct open_how how = {.flags = flags | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
-	return (int)syscall(SYS_openat2, S.rootfd, p, &how, sizeof how);
+	// A mount or rename anywhere on the host while ".." is resolved makes the kernel answer
+	// EAGAIN (or EXDEV); retry as pathrs/securejoin do.
+	for (int tries = 0;; tries++) {
+		int fd = (int)syscall(SYS_openat2, S.rootfd, p, &how, sizeof how);
+		if (fd >= 0 || (errno != EAGAIN && errno != EXDEV) || tries >= 128) {
+			return fd;
+		}
+	}
 }
 
 static void split(const char *p, char *parent, size_t cap, const char **name) {
@@ -392,7 +399,44 @@ static int create_file_in_root_depth(const char *p, int depth) {
 
 static int create_file_in_root(const char *p) { return create_file_in_root_depth(p, 0); }
 
+// is_root reports whether fd names the rootfs directory itself: a mount there would be stacked
+// over the root, unseen by later lookups below S.rootfd but pivoted into.
+static int is_root(int fd) {
+	struct stat a, b;
+	return fstat(fd, &a) == 0 && fstat(S.rootfd, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
 static void fdpath(char *buf, size_t cap, int fd) { snprintf(buf, cap, "/proc/self/fd/%d", fd); }
+
+// reopen_top returns an O_PATH descriptor of the mount just stacked on the directory fd names. It
+// walks fd's resolved path again without following any symlink: the new mount's content is not
+// trusted, and a re-lookup of the spec's path could go through it and land elsewhere.
+static int reopen_top(int fd) {
+	char self[64], root[PATH_MAX], at[PATH_MAX];
+	fdpath(self, sizeof self, S.rootfd);
+	ssize_t rn = readlink(self, root, sizeof root - 1);
+	fdpath(self, sizeof self, fd);
+	ssize_t n = readlink(self, at, sizeof at - 1);
+	if (rn <= 0 || n <= 0) {
+		return -1;
+	}
+	root[rn] = at[n] = '\0';
+	size_t rl = (size_t)rn;
+	if (strcmp(root, "/") == 0) {
+		rl = 0;
+	}
+	if (strncmp(at, root, rl) != 0 || (at[rl] != '/' && at[rl] != '\0')) {
+		errno = EXDEV;
+		return -1;
+	}
+	struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
+	for (int tries = 0;; tries++) {
+		int r = (int)syscall(SYS_openat2, S.rootfd, at[rl] ? at + rl : "/", &how, sizeof how);
+		if (r >= 0 || (errno != EAGAIN && errno != EXDEV) || tries >= 128) {
+			return r;
+		}
+	}
+}
 
 // locked_flags are the flags of the mount at target that a bind remount must keep (the kernel
 // refuses to drop them from a mount it locked).
@@ -442,6 +486,9 @@ static void op_mount(const struct op *o) {
 	if (fd < 0) {
 		fail("mount %s: create mountpoint: %s", dest, errstr(errno));
 	}
+	if (is_root(fd)) {
+		fail("mount %s: the mountpoint resolves to the container's root", dest);
+	}
 	char target[64];
 	fdpath(target, sizeof target, fd);
 	int r = mount(src, target, *type ? type : NULL, flags, *data ? data : NULL);
@@ -450,10 +497,12 @@ static void op_mount(const struct op *o) {
 		// instance; the host's is bound instead, as runc does.
 		r = mount(str(o, 4), target, "", MS_BIND | MS_REC, "");
 		if (r == 0) {
-			close(fd);
-			if ((fd = open_in_root(dest, O_PATH)) < 0) {
+			int top = reopen_top(fd);
+			if (top < 0) {
 				fail("mount %s: %s", dest, errstr(errno));
 			}
+			close(fd);
+			fd = top;
 			fdpath(target, sizeof target, fd);
 			r = remount_bind(target, flags);
 		}
@@ -461,16 +510,19 @@ static void op_mount(const struct op *o) {
 	if (r < 0) {
 		fail("mount %s: %s", dest, errstr(errno));
 	}
-	close(fd);
 	unsigned long remount = (unsigned long)num(o, 2);
 	if (remount == 0 && o->ni <= 4) {
+		close(fd);
 		return;
 	}
-	// The descriptor named the directory under the new mount; the new mount's root is what
-	// a second lookup finds.
-	if ((fd = open_in_root(dest, O_PATH)) < 0) {
+	// The descriptor named the directory under the new mount; the new mount's root is found
+	// again along the resolved path, following no symlink.
+	int top = reopen_top(fd);
+	if (top < 0) {
 		fail("mount %s: %s", dest, errstr(errno));
 	}
+	close(fd);
+	fd = top;
 	fdpath(target, sizeof target, fd);
 	if (remount != 0 && remount_bind(target, remount) < 0) {
 		fail("mount %s: remount %s: %s", dest, dest, errstr(errno));
@@ -570,13 +622,11 @@ static void op_pivot(const char *rootfs) {
 	}
 }
 
-static void op_write(const char *p, const char *content, size_t len) {
+// op_write writes content to p; what names the step in errors, as the Go init does.
+static void op_write(const char *p, const char *content, size_t len, const char *what) {
 	int fd = open(p, O_WRONLY | O_CLOEXEC);
-	if (fd < 0) {
-		fail("write %s: %s", p, errstr(errno));
-	}
-	if (write(fd, content, len) < 0) {
-		fail("write %s: %s", p, errstr(errno));
+	if (fd < 0 || write(fd, content, len) < 0) {
+		fail("%s: open %s: %s", *what ? what : "write", p, errstr(errno));
 	}
 	close(fd);
 }
@@ -690,7 +740,8 @@ static void op_lookpath(const char *file, const char *pathenv) {
 		return;
 	}
 	const char *p = pathenv;
-	for (;;) {
+	// filepath.SplitList("") is empty: an empty PATH finds nothing (not "./file").
+	for (; *pathenv != '\0';) {
 		const char *colon = strchr(p, ':');
 		size_t n = colon ? (size_t)(colon - p) : strlen(p);
 		char dir[PATH_MAX];
@@ -827,7 +878,7 @@ static void run(struct op *ops, size_t n) {
 			op_pivot(str(o, 0));
 			break;
 		case CI_WRITE:
-			op_write(str(o, 0), str(o, 1), o->ns > 1 ? o->slen[1] : 0);
+			op_write(str(o, 0), str(o, 1), o->ns > 1 ? o->slen[1] : 0, str(o, 2));
 			break;
 		case CI_MASK:
 			op_mask(str(o, 0));
@@ -881,7 +932,7 @@ static void run(struct op *ops, size_t n) {
 		case CI_RLIMIT: {
 			struct rlimit rl = {.rlim_cur = num(o, 1), .rlim_max = num(o, 2)};
 			if (setrlimit((int)num(o, 0), &rl) < 0) {
-				fail("setrlimit %d: %s", (int)num(o, 0), errstr(errno));
+				fail("setrlimit %s: %s", str(o, 0), errstr(errno));
 			}
 			break;
 		}
@@ -989,9 +1040,27 @@ static void run(struct op *ops, size_t n) {
 
 // berth_cinit runs the program from the sync socket when the runtime asked for the C init; it
 // never returns then.
+// is_init_cmd reports whether this process is `berth init`: the variable alone must not turn
+// any other berth process (the --init of a container whose image sets it, say) into an init.
+static int is_init_cmd(void) {
+	char b[64];
+	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		return 0;
+	}
+	ssize_t n = read(fd, b, sizeof b - 1);
+	close(fd);
+	if (n <= 0) {
+		return 0;
+	}
+	b[n] = '\0';
+	size_t a0 = strlen(b);
+	return (ssize_t)a0 + 1 < n && strcmp(b + a0 + 1, "init") == 0;
+}
+
 void berth_cinit(void) {
 	const char *env = getenv(BERTH_CINIT_ENV);
-	if (env == NULL || *env == '\0') {
+	if (env == NULL || *env == '\0' || !is_init_cmd()) {
 		return;
 	}
 	unsetenv(BERTH_CINIT_ENV);

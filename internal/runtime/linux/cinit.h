@@ -16,7 +16,7 @@ enum {
 	CI_MKNOD,       // s0 path in root; i0 mode, i1 dev, i2 uid, i3 gid
 	CI_SYMLINK,     // s0 target, s1 link path in root; i0: replace an existing entry
 	CI_PIVOT,       // s0: the rootfs; pivot_root into it and detach the old root
-	CI_WRITE,       // s0 path, s1 content (after pivot_root: sysctls, oom_score_adj)
+	CI_WRITE,       // s0 path, s1 content, s2 what (after pivot_root: sysctls, oom_score_adj)
 	CI_MASK,        // s0: hide the path (/dev/null over files, read-only tmpfs over dirs)
 	CI_RDONLY,      // s0: bind the path read-only onto itself
 	CI_REMOUNT_RO,  // s0: remount the mount at s0 read-only, keeping its locked flags
@@ -30,7 +30,7 @@ enum {
 	CI_ENV,         // s0: next environment entry
 	CI_CLOSEFDS,    // mark every descriptor above 2 close-on-exec
 	CI_READY,       // report ready, then wait for Start on the exec fifo
-	CI_RLIMIT,      // i0 resource, i1 soft, i2 hard
+	CI_RLIMIT,      // i0 resource, i1 soft, i2 hard; s0 its name
 	CI_NNP,         // set no_new_privs
 	CI_SECCOMP,     // i0 flags; s0 the BPF program (struct sock_filter array)
 	CI_CAPBSET,     // i0: bounding set to keep (bit n = capability n); drop the rest

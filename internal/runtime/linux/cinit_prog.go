@@ -177,7 +177,7 @@ func cinitProgram(cfg *initConfig) ([]byte, error) {
 		}
 	}
 	if p.OOMScoreAdj != nil {
-		prog.op(ciWrite, nil, "/proc/self/oom_score_adj", strconv.Itoa(*p.OOMScoreAdj))
+		prog.op(ciWrite, nil, "/proc/self/oom_score_adj", strconv.Itoa(*p.OOMScoreAdj), "set oom_score_adj")
 	}
 	cwd := p.Cwd
 	if cwd == "" {
@@ -206,7 +206,7 @@ func cinitProgram(cfg *initConfig) ([]byte, error) {
 
 	// After Start: finalizeAndExec's order.
 	for _, rl := range p.Rlimits {
-		prog.op(ciRlimit, []uint64{uint64(rlimitTypes[rl.Type]), rl.Soft, rl.Hard})
+		prog.op(ciRlimit, []uint64{uint64(rlimitTypes[rl.Type]), rl.Soft, rl.Hard}, rl.Type)
 	}
 	if p.NoNewPrivileges {
 		prog.op(ciNNP, nil)
@@ -295,7 +295,7 @@ func cinitRootfs(prog *ciProgram, cfg *initConfig) error {
 		if strings.Contains(k, "..") || strings.Contains(k, "/") {
 			return fmt.Errorf("invalid sysctl %q", k)
 		}
-		prog.op(ciWrite, nil, filepath.Join("/proc/sys", strings.ReplaceAll(k, ".", "/")), sp.Linux.Sysctl[k])
+		prog.op(ciWrite, nil, filepath.Join("/proc/sys", strings.ReplaceAll(k, ".", "/")), sp.Linux.Sysctl[k], "sysctl "+k)
 	}
 	if sp.Process.Terminal {
 		var rows, cols uint64

@@ -176,55 +176,87 @@ func TestCInitEligible(t *testing.T) {
 }
 
 // TestCInitBadProgram starts this test binary as a C init and feeds it garbage: it must answer
-// with an error in the Go init's format and exit, never run anything.
+// with an error in the Go init's format and exit, never run anything. The messages checked are
+// the C parser's own.
 func TestCInitBadProgram(t *testing.T) {
-	for name, input := range map[string][]byte{
-		"bad header": []byte("hello world, not a program"),
-		"truncated":  append(binary.NativeEndian.AppendUint32(binary.NativeEndian.AppendUint32(nil, ciMagic), 100), 1, 2, 3),
-		"bad op": func() []byte {
+	for name, tc := range map[string]struct {
+		input []byte
+		want  string
+	}{
+		"bad header": {[]byte("hello world, not a program"), "bad header"},
+		"truncated":  {append(binary.NativeEndian.AppendUint32(binary.NativeEndian.AppendUint32(nil, ciMagic), 100), 1, 2, 3), "short read"},
+		"bad op": {func() []byte {
 			p := &ciProgram{}
 			p.op(ciMax+5, nil)
 			return p.bytes()
-		}(),
-		"too many ints": func() []byte {
+		}(), "bad op"},
+		"too many ints": {func() []byte {
 			body := binary.NativeEndian.AppendUint32(nil, ciSetsid)
 			body = binary.NativeEndian.AppendUint32(body, 1000)
 			out := binary.NativeEndian.AppendUint32(nil, ciMagic)
 			out = binary.NativeEndian.AppendUint32(out, uint32(len(body)))
 			return append(out, body...)
-		}(),
+		}(), "with 1000 ints"},
+		"cut record": {func() []byte {
+			p := &ciProgram{}
+			p.op(ciHostname, nil, "name")
+			b := p.bytes()
+			b = b[:len(b)-2]
+			binary.NativeEndian.PutUint32(b[4:], uint32(len(b)-8))
+			return b
+		}(), "truncated program"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-			if err != nil {
+			ours := startCInit(t, "init")
+			if _, err := ours.conn.Write(tc.input); err != nil {
 				t.Fatal(err)
 			}
-			ours, theirs := os.NewFile(uintptr(fds[0]), "ours"), os.NewFile(uintptr(fds[1]), "theirs")
-			defer ours.Close()
-			cmd := exec.Command(os.Args[0], "-test.run=^$")
-			cmd.Env = []string{envCInit + "=1"}
-			cmd.ExtraFiles = []*os.File{theirs}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			theirs.Close()
-			if _, err := ours.Write(input); err != nil {
-				t.Fatal(err)
-			}
-			_ = unix.Shutdown(fds[0], unix.SHUT_WR)
-			line, err := bufio.NewReader(ours).ReadBytes('\n')
+			_ = unix.Shutdown(int(ours.conn.Fd()), unix.SHUT_WR)
+			line, err := bufio.NewReader(ours.conn).ReadBytes('\n')
 			if err != nil {
 				t.Fatalf("no answer: %v", err)
 			}
 			var m syncMsg
-			if err := json.Unmarshal(line, &m); err != nil || m.Type != msgError || !strings.Contains(m.Error, "read config") {
-				t.Fatalf("answer %q (%v)", line, err)
+			if err := json.Unmarshal(line, &m); err != nil || m.Type != msgError || !strings.Contains(m.Error, tc.want) {
+				t.Fatalf("answer %q (%v), want an error with %q", line, err, tc.want)
 			}
-			if err := cmd.Wait(); err == nil {
+			if err := ours.cmd.Wait(); err == nil {
 				t.Fatal("the init exited 0")
 			}
 		})
 	}
+	// The variable alone does not make another berth process an init.
+	t.Run("not init", func(t *testing.T) {
+		ours := startCInit(t, "-test.run=^$")
+		_ = ours.conn.Close()
+		if err := ours.cmd.Wait(); err != nil {
+			t.Fatalf("a process that is not `berth init` took the variable: %v", err)
+		}
+	})
+}
+
+type cinitProc struct {
+	cmd  *exec.Cmd
+	conn *os.File
+}
+
+// startCInit runs this test binary with arg as argv[1], _BERTH_CINIT set and a socket as fd 3.
+func startCInit(t *testing.T, arg string) cinitProc {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours, theirs := os.NewFile(uintptr(fds[0]), "ours"), os.NewFile(uintptr(fds[1]), "theirs")
+	t.Cleanup(func() { ours.Close() })
+	cmd := exec.Command(os.Args[0], arg)
+	cmd.Env = []string{envCInit + "=1"}
+	cmd.ExtraFiles = []*os.File{theirs}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	theirs.Close()
+	return cinitProc{cmd: cmd, conn: ours}
 }
 
 // TestInitsAgree runs the same container under the C and the Go init and compares what the

@@ -118,6 +118,9 @@ func (ip *initProc) mountEntry(rootfs string, m specs.Mount) error {
 	if err != nil {
 		return err
 	}
+	if dest == filepath.Clean(rootfs) {
+		return errors.New("the mountpoint resolves to the container's root")
+	}
 	o := parseMountOptions(m.Options)
 	typ := m.Type
 	if o.bind || typ == "bind" {

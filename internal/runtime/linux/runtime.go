@@ -388,14 +388,6 @@ func (r *Runtime) CreatePid(ctx context.Context, id, bundle string, opts CreateO
 		extra = append(extra, f)
 	}
 
-	// The child starts first: its exec (and the Go init's runtime start) overlap the cgroup's
-	// creation, and it does nothing before it has its config, which it gets once it is in the
-	// cgroup. Docker's usual container gets the C init (cinit.c), the others the Go init.
-	cinit := !r.GoInit && cinitEligible(sp, plan, noProcess)
-	ch, err = r.startChild(ctx, plan.cloneFlags, sp, plan.join, plan.joinPID, cinit, extra, opts.Stdio)
-	if err != nil {
-		return 0, err
-	}
 	cplan, err := planCgroup(id, sp.Linux.CgroupsPath, r.Host)
 	if err != nil {
 		return 0, fmt.Errorf("cgroup: %w", err)
@@ -408,14 +400,27 @@ func (r *Runtime) CreatePid(ctx context.Context, id, bundle string, opts CreateO
 		UnshareCgroupNS: plan.unshareCgns, Cgroup: cs, NoNewKeyring: opts.NoNewKeyring,
 		Seccomp: filter,
 	}
-	// The C init's program is built while the init execs (it needs the cgroup's paths only)
-	// and sent at once: the init mounts the rootfs while the cgroup is made, and waits for
-	// the byte below before anything that needs the cgroup.
+	// Docker's usual container gets the C init (cinit.c), the others the Go init, and so does
+	// a spec the C program cannot carry (a NUL byte in a string, say: the Go init refuses it
+	// with its own message).
+	var prog []byte
+	cinit := !r.GoInit && cinitEligible(sp, plan, noProcess)
 	if cinit {
-		prog, err := cinitProgram(&cfg)
-		if err != nil {
+		if prog, err = cinitProgram(&cfg); errors.Is(err, errNoCInit) {
+			cinit = false
+		} else if err != nil {
 			return 0, err
 		}
+	}
+	// The child starts first: its exec (and the Go init's runtime start) overlap the cgroup's
+	// creation, and it does nothing before it has its config, which it gets once it is in the
+	// cgroup. The C init gets its program at once and mounts the rootfs while the cgroup is
+	// made; it waits for the byte below before anything that needs the cgroup.
+	ch, err = r.startChild(ctx, plan.cloneFlags, sp, plan.join, plan.joinPID, cinit, extra, opts.Stdio)
+	if err != nil {
+		return 0, err
+	}
+	if cinit {
 		if _, err := ch.sync.Write(prog); err != nil {
 			return 0, fmt.Errorf("send config to container init: %w", err)
 		}
@@ -432,9 +437,9 @@ func (r *Runtime) CreatePid(ctx context.Context, id, bundle string, opts CreateO
 		return 0, fmt.Errorf("join cgroup: %w", err)
 	}
 	if cinit {
-		if _, err := ch.sync.Write([]byte{1}); err != nil {
-			return 0, fmt.Errorf("tell container init it is in its cgroup: %w", err)
-		}
+		// An init that failed before waiting for this byte has its error on the socket
+		// already: the loop below reads it (or EOF), so a failed write is not the error.
+		_, _ = ch.sync.Write([]byte{1})
 	} else if err := ch.enc.Encode(cfg); err != nil {
 		return 0, fmt.Errorf("send config to container init: %w", err)
 	}

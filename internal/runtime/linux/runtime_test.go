@@ -50,8 +50,9 @@ func newCtr(t *testing.T, args ...string) *testCtr {
 	sp.Hostname = "berth-test"
 	sp.Linux.CgroupsPath = "berth-test-" + id
 	c := &testCtr{t: t, rt: &Runtime{Root: t.TempDir()}, id: id, bundle: bundle, spec: sp}
+	// c.id, not id: tests that run several containers give each its own ID.
 	t.Cleanup(func() {
-		err := c.rt.Delete(context.Background(), id, true)
+		err := c.rt.Delete(context.Background(), c.id, true)
 		if err != nil && !errdefs.IsNotFound(err) {
 			t.Errorf("cleanup delete: %v", err)
 		}
@@ -61,6 +62,8 @@ func newCtr(t *testing.T, args ...string) *testCtr {
 
 func (c *testCtr) writeSpec() {
 	c.t.Helper()
+	// Each container its own cgroup, also when a test changed c.id.
+	c.spec.Linux.CgroupsPath = "berth-test-" + c.id
 	b, err := json.Marshal(c.spec)
 	if err != nil {
 		c.t.Fatal(err)
