@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -704,5 +705,106 @@ func TestRestoreInterruptedStart(t *testing.T) {
 	}
 	if err := d2.ContainerStart(ctx, "mounted"); err != nil {
 		t.Fatalf("start after restart: %v", err)
+	}
+}
+
+// TestInitLayer: the image lacks /etc/hosts, /etc/hostname and /etc/resolv.conf; their bind
+// targets come from the image's init layer, made once, not from the container's writable layer
+// (no copy-up of /etc at each start, nothing in docker diff).
+func TestInitLayer(t *testing.T) {
+	d := newTestDaemon(t)
+	ctx := context.Background()
+	id, code, out := run(t, d, &mcontainer.Config{Cmd: []string{"sh", "-c", "cat /etc/hostname; grep -c localhost /etc/hosts; ls /etc"}},
+		&mcontainer.HostConfig{NetworkMode: "none"})
+	if code != 0 || !strings.Contains(out, id[:12]) {
+		t.Fatalf("exit %d, output %q", code, out)
+	}
+	c, err := d.ctrs.get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer := filepath.Join(d.initLayersDir(), c.snapshotOf().ChainID)
+	for _, f := range initLayerTargets {
+		fi, err := os.Stat(filepath.Join(layer, f))
+		if err != nil || fi.Size() != 0 {
+			t.Errorf("init layer %s: %v", f, err)
+		}
+	}
+	upper, err := d.snap.UpperDir(ctx, snapKey(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Join(upper, "etc")); !os.IsNotExist(err) {
+		t.Errorf("the container's writable layer has /etc: %v", err)
+	}
+	changes, err := d.ContainerChanges(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(changes) != 0 {
+		t.Errorf("docker diff shows %v", changes)
+	}
+	// A second container of the image reuses the layer; a restart sweeps it only once the
+	// image's layers are gone.
+	if _, code, _ := run(t, d, &mcontainer.Config{Cmd: []string{"true"}}, &mcontainer.HostConfig{NetworkMode: "none"}); code != 0 {
+		t.Fatalf("second container: exit %d", code)
+	}
+	d.sweepInitLayers(ctx)
+	if _, err := os.Stat(layer); err != nil {
+		t.Errorf("the init layer of a present image was swept: %v", err)
+	}
+	stale := filepath.Join(d.initLayersDir(), "sha256:0000")
+	if err := os.MkdirAll(filepath.Join(stale, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d.sweepInitLayers(ctx)
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("the init layer of a gone image stayed: %v", err)
+	}
+}
+
+func TestLookupLayers(t *testing.T) {
+	top, mid, base := t.TempDir(), t.TempDir(), t.TempDir()
+	mk := func(dir, p string, isDir bool) {
+		t.Helper()
+		full := filepath.Join(dir, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if isDir {
+			if err := os.MkdirAll(full, 0o750); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		if err := os.WriteFile(full, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk(base, "etc/hosts", false)
+	mk(base, "etc/hostname", false)
+	mk(base, "opt/x", false)
+	mk(mid, "etc", true)
+	mk(mid, "var", true)
+	if err := syscall.Mknod(filepath.Join(mid, "etc/hostname"), syscall.S_IFCHR, 0); err != nil {
+		t.Fatal(err) // a whiteout
+	}
+	mk(top, "srv", true)
+	if err := os.Symlink("/var", filepath.Join(top, "opt")); err != nil {
+		t.Fatal(err)
+	}
+	mk(top, "data", true)
+	if err := syscall.Setxattr(filepath.Join(top, "data"), "trusted.overlay.opaque", []byte("y"), 0); err != nil {
+		t.Skipf("no trusted xattrs here: %v", err)
+	}
+	mk(base, "data/old", false)
+	lowers := []string{top, mid, base}
+	for p, want := range map[string]pathState{
+		"etc/hosts": pathOther, "etc/hostname": pathAbsent, "etc/resolv.conf": pathAbsent, "etc": pathDir,
+		"opt/x": pathOther, "opt": pathOther, "data/old": pathAbsent, "srv": pathDir, "nope/x": pathAbsent,
+	} {
+		if got, _ := lookupLayers(lowers, p); got != want {
+			t.Errorf("%s: %v, want %v", p, got, want)
+		}
 	}
 }

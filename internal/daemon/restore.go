@@ -75,6 +75,7 @@ func (d *Daemon) restoreContainers(ctx context.Context) error {
 		c.mu.Unlock()
 	}
 	d.cleanStaleDirs()
+	d.sweepInitLayers(ctx)
 	return nil
 }
 

@@ -187,8 +187,15 @@ func mountOverlayFD(source string, p parsedOptions, target string) (retErr error
 	return nil
 }
 
-// splitLowerdir splits an overlay lowerdir value on ':' and removes the backslash escapes that
+// SplitLowerdir splits an overlay lowerdir value on ':' and removes the backslash escapes that
 // mount(2)'s syntax needs for ':' and '\' inside paths ("lowerdir+" takes raw paths).
+func SplitLowerdir(v string) []string { return splitLowerdir(v) }
+
+// EscapeLowerdir escapes one path for a lowerdir value (SplitLowerdir's inverse).
+func EscapeLowerdir(p string) string {
+	return strings.NewReplacer(`\`, `\\`, `:`, `\:`).Replace(p)
+}
+
 func splitLowerdir(v string) []string {
 	var out []string
 	var cur strings.Builder

@@ -99,3 +99,11 @@ func TestMountAllFailureLeavesNothing(t *testing.T) {
 		t.Error("first mount left behind after a failed MountAll")
 	}
 }
+
+func TestEscapeLowerdir(t *testing.T) {
+	for _, p := range []string{"/a/b", `/we:ird\path`, "/x::y"} {
+		if got := SplitLowerdir(EscapeLowerdir(p) + ":" + EscapeLowerdir("/z")); !slices.Equal(got, []string{p, "/z"}) {
+			t.Errorf("%q round-trips to %q", p, got)
+		}
+	}
+}
