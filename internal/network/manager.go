@@ -162,6 +162,8 @@ type Manager struct {
 	// with their interface index: later attachments only check that the index still names an
 	// up bridge, one netlink round trip instead of four requests and a sysctl.
 	bridges map[string]int
+	// ns keeps network namespaces made ahead of need.
+	ns *nsPool
 }
 
 // New loads networks and sandboxes, creating the predefined networks on first use.
@@ -185,7 +187,8 @@ func New(opts Options) (*Manager, error) {
 		return nil, fmt.Errorf("bridge prefix %q is too long", opts.BridgePrefix)
 	}
 	m := &Manager{opts: opts, log: opts.Logger, nets: map[string]*Network{}, sbs: map[string]*Sandbox{},
-		proxies: map[string][]io.Closer{}, dns: map[string]*dnsServer{}, bridges: map[string]int{}}
+		proxies: map[string][]io.Closer{}, dns: map[string]*dnsServer{}, bridges: map[string]int{},
+		ns: newNSPool(filepath.Join(opts.ExecRoot, "netns"), 2)}
 	err := opts.DB.Update(func(tx *bolt.Tx) error {
 		nb, err := tx.CreateBucketIfNotExists(networksBucket)
 		if err != nil {
@@ -539,7 +542,7 @@ func (m *Manager) Up(ctx context.Context, ctrID string) (Sandbox, error) {
 	}
 	path := m.NetnsPath(ctrID)
 	_ = removeNetns(path)
-	if err := createNetns(path); err != nil {
+	if err := m.ns.take(path); err != nil {
 		return Sandbox{}, err
 	}
 	phase("netns")
@@ -1030,8 +1033,8 @@ func (m *Manager) Reconcile(running func(ctrID string) bool) error {
 	dir := filepath.Join(m.opts.ExecRoot, "netns")
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
-		if !keep[e.Name()] {
-			_ = removeNetns(filepath.Join(dir, e.Name()))
+		if p := filepath.Join(dir, e.Name()); !keep[e.Name()] && !m.ns.has(p) {
+			_ = removeNetns(p)
 		}
 	}
 	m.removeStaleVeths()
@@ -1083,6 +1086,7 @@ func (m *Manager) removeStaleVeths() {
 
 // Close stops the proxies and DNS servers; the kernel state stays for the next daemon.
 func (m *Manager) Close() {
+	m.ns.close()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for id, srv := range m.dns {
