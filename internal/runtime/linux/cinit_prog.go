@@ -419,42 +419,14 @@ func cinitCgroupMount(prog *ciProgram, cfg *initConfig, dest string, o mountOpts
 
 // cinitDevices is createDevices's twin.
 func cinitDevices(prog *ciProgram, devs []specs.LinuxDevice) error {
-	mode := os.FileMode(0o666)
-	zero := uint32(0)
-	all := make([]specs.LinuxDevice, 0, len(defaultDevices)+len(devs))
-	for _, d := range defaultDevices {
-		all = append(all, specs.LinuxDevice{Path: "/dev/" + d.name, Type: "c", Major: int64(d.major), Minor: int64(d.minor), FileMode: &mode, UID: &zero, GID: &zero})
+	for _, d := range containerDevices(devs) {
+		n, err := nodeOf(d)
+		if err != nil {
+			return fmt.Errorf("create device %s: %w", d.Path, err)
+		}
+		prog.op(ciMknod, []uint64{uint64(n.mode), n.dev, uint64(n.uid), uint64(n.gid)}, filepath.Clean(d.Path))
 	}
-	all = append(all, devs...)
-	for _, d := range all {
-		if !filepath.IsAbs(d.Path) {
-			return fmt.Errorf("create device %s: device path must be absolute", d.Path)
-		}
-		var typ uint32
-		switch d.Type {
-		case "c", "u":
-			typ = unix.S_IFCHR
-		case "b":
-			typ = unix.S_IFBLK
-		case "p":
-			typ = unix.S_IFIFO
-		default:
-			return fmt.Errorf("create device %s: unknown device type %q", d.Path, d.Type)
-		}
-		perm := uint32(0o666)
-		if d.FileMode != nil {
-			perm = uint32(d.FileMode.Perm())
-		}
-		var uid, gid uint64
-		if d.UID != nil {
-			uid = uint64(*d.UID)
-		}
-		if d.GID != nil {
-			gid = uint64(*d.GID)
-		}
-		prog.op(ciMknod, []uint64{uint64(typ | perm), unix.Mkdev(uint32(d.Major), uint32(d.Minor)), uid, gid}, filepath.Clean(d.Path))
-	}
-	for _, l := range [][2]string{{"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}, {"pts/ptmx", "ptmx"}} {
+	for _, l := range devLinks() {
 		var replace uint64
 		if l[1] == "ptmx" {
 			replace = 1

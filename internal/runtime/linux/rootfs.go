@@ -277,24 +277,16 @@ func (ip *initProc) mountCgroup(dest string, o mountOpts) error {
 func createDevices(rootfs string, devs []specs.LinuxDevice) error {
 	old := unix.Umask(0)
 	defer unix.Umask(old)
-	mode := os.FileMode(0o666)
-	zero := uint32(0)
-	all := make([]specs.LinuxDevice, 0, len(defaultDevices)+len(devs))
-	for _, d := range defaultDevices {
-		all = append(all, specs.LinuxDevice{Path: "/dev/" + d.name, Type: "c", Major: int64(d.major), Minor: int64(d.minor), FileMode: &mode, UID: &zero, GID: &zero})
-	}
-	all = append(all, devs...)
-	for _, d := range all {
+	for _, d := range containerDevices(devs) {
 		if err := createDevice(rootfs, d); err != nil {
 			return fmt.Errorf("create device %s: %w", d.Path, err)
 		}
 	}
-	links := [][2]string{{"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}, {"pts/ptmx", "ptmx"}}
 	dev, err := securejoin.SecureJoin(rootfs, "/dev")
 	if err != nil {
 		return err
 	}
-	for _, l := range links {
+	for _, l := range devLinks() {
 		p := filepath.Join(dev, l[1])
 		if l[1] == "ptmx" {
 			_ = os.Remove(p)
@@ -307,8 +299,9 @@ func createDevices(rootfs string, devs []specs.LinuxDevice) error {
 }
 
 func createDevice(rootfs string, d specs.LinuxDevice) error {
-	if !filepath.IsAbs(d.Path) {
-		return fmt.Errorf("device path must be absolute")
+	n, err := nodeOf(d)
+	if err != nil {
+		return err
 	}
 	dest, err := securejoin.SecureJoin(rootfs, d.Path)
 	if err != nil {
@@ -317,23 +310,8 @@ func createDevice(rootfs string, d specs.LinuxDevice) error {
 	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
 		return err
 	}
-	var typ uint32
-	switch d.Type {
-	case "c", "u":
-		typ = unix.S_IFCHR
-	case "b":
-		typ = unix.S_IFBLK
-	case "p":
-		typ = unix.S_IFIFO
-	default:
-		return fmt.Errorf("unknown device type %q", d.Type)
-	}
-	perm := uint32(0o666)
-	if d.FileMode != nil {
-		perm = uint32(d.FileMode.Perm())
-	}
 	_ = os.Remove(dest)
-	err = unix.Mknod(dest, typ|perm, int(unix.Mkdev(uint32(d.Major), uint32(d.Minor))))
+	err = unix.Mknod(dest, n.mode, int(n.dev))
 	if err != nil && errors.Is(err, unix.EPERM) && isUserNS() {
 		// In a user namespace mknod is not allowed: bind the host's device instead.
 		if err := createMountpoint(dest, false); err != nil {
@@ -344,14 +322,7 @@ func createDevice(rootfs string, d specs.LinuxDevice) error {
 	if err != nil {
 		return err
 	}
-	uid, gid := 0, 0
-	if d.UID != nil {
-		uid = int(*d.UID)
-	}
-	if d.GID != nil {
-		gid = int(*d.GID)
-	}
-	return unix.Lchown(dest, uid, gid)
+	return unix.Lchown(dest, n.uid, n.gid)
 }
 
 // pivotRoot makes rootfs the root and detaches the old root (runc's pivot_root(".", ".")

@@ -2,6 +2,8 @@ package linux
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -274,4 +276,56 @@ func parseCaps(names []string) (known []capability.Cap, unknown []string) {
 		}
 	}
 	return known, unknown
+}
+
+// containerDevices is what a container's /dev gets: Docker's default devices, then the spec's.
+func containerDevices(devs []specs.LinuxDevice) []specs.LinuxDevice {
+	mode := os.FileMode(0o666)
+	zero := uint32(0)
+	all := make([]specs.LinuxDevice, 0, len(defaultDevices)+len(devs))
+	for _, d := range defaultDevices {
+		all = append(all, specs.LinuxDevice{Path: "/dev/" + d.name, Type: "c", Major: int64(d.major), Minor: int64(d.minor), FileMode: &mode, UID: &zero, GID: &zero})
+	}
+	return append(all, devs...)
+}
+
+// deviceNode is a spec device as mknod(2) and lchown(2) take it.
+type deviceNode struct {
+	mode     uint32 // type and permissions
+	dev      uint64
+	uid, gid int
+}
+
+func nodeOf(d specs.LinuxDevice) (deviceNode, error) {
+	if !filepath.IsAbs(d.Path) {
+		return deviceNode{}, fmt.Errorf("device path must be absolute")
+	}
+	var typ uint32
+	switch d.Type {
+	case "c", "u":
+		typ = unix.S_IFCHR
+	case "b":
+		typ = unix.S_IFBLK
+	case "p":
+		typ = unix.S_IFIFO
+	default:
+		return deviceNode{}, fmt.Errorf("unknown device type %q", d.Type)
+	}
+	n := deviceNode{mode: typ | 0o666, dev: unix.Mkdev(uint32(d.Major), uint32(d.Minor))}
+	if d.FileMode != nil {
+		n.mode = typ | uint32(d.FileMode.Perm())
+	}
+	if d.UID != nil {
+		n.uid = int(*d.UID)
+	}
+	if d.GID != nil {
+		n.gid = int(*d.GID)
+	}
+	return n, nil
+}
+
+// devLinks are the symlinks every container's /dev gets: {target, name}. /dev/ptmx replaces
+// whatever is there.
+func devLinks() [][2]string {
+	return [][2]string{{"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}, {"pts/ptmx", "ptmx"}}
 }
