@@ -283,20 +283,8 @@ func TestDaemonRestartKeepsContainers(t *testing.T) {
 	stopMonitors(d, die)
 	time.Sleep(1500 * time.Millisecond) // "short" exits while no daemon runs
 
-	ctx2, cancel := context.WithCancel(context.Background())
-	d2, err := newDaemon(ctx2, cfg)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for _, c := range d2.ctrs.all() {
-			_ = d2.ContainerRemove(context.Background(), c.rec.ID, true, true)
-		}
-		cancel()
-		d2.close()
-	})
-	ins, err = d2.ContainerInspect(ctx, "long", false)
+	d2 := reopenDaemon(t, cfg)
+	ins, err := d2.ContainerInspect(ctx, "long", false)
 	if err != nil || !ins.State.Running || ins.State.Pid != pid {
 		t.Fatalf("long after restart: %+v %v (pid before %d)", ins.State, err, pid)
 	}
@@ -337,6 +325,26 @@ func TestDaemonRestartKeepsContainers(t *testing.T) {
 // stopMonitors makes a daemon forget its containers' shims as a killed daemon would: its
 // monitors stop (die cancels the context they wait with, so none of them records an exit or
 // removes a shim directory), the store closes, the containers keep running.
+// reopenDaemon starts a daemon on cfg's root, as after a crash of the one that had it (see
+// stopMonitors); it and its containers go when the test ends.
+func reopenDaemon(t *testing.T, cfg Config) *Daemon {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	d, err := newDaemon(ctx, cfg)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, c := range d.ctrs.all() {
+			_ = d.ContainerRemove(context.Background(), c.rec.ID, true, true)
+		}
+		cancel()
+		d.close()
+	})
+	return d
+}
+
 func stopMonitors(d *Daemon, die context.CancelFunc) {
 	die()
 	for _, c := range d.ctrs.all() {
@@ -613,19 +621,7 @@ func TestRemovalFilesAfterReply(t *testing.T) {
 	}
 	cfg := d.cfg
 	stopMonitors(d, die)
-	ctx2, cancel := context.WithCancel(context.Background())
-	d2, err := newDaemon(ctx2, cfg)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for _, c := range d2.ctrs.all() {
-			_ = d2.ContainerRemove(context.Background(), c.rec.ID, true, true)
-		}
-		cancel()
-		d2.close()
-	})
+	d2 := reopenDaemon(t, cfg)
 	for _, p := range left {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
 			t.Errorf("%s left after a restart: %v", p, err)
@@ -670,19 +666,7 @@ func TestRestoreInterruptedStart(t *testing.T) {
 	}
 	cfg := d.cfg
 	stopMonitors(d, die)
-	ctx2, cancel := context.WithCancel(context.Background())
-	d2, err := newDaemon(ctx2, cfg)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for _, c := range d2.ctrs.all() {
-			_ = d2.ContainerRemove(context.Background(), c.rec.ID, true, true)
-		}
-		cancel()
-		d2.close()
-	})
+	d2 := reopenDaemon(t, cfg)
 	ins, err := d2.ContainerInspect(ctx, "started", false)
 	if err != nil || !ins.State.Running || ins.State.Pid != pid {
 		t.Fatalf("started container after restart: %+v %v (pid before %d)", ins.State, err, pid)

@@ -247,20 +247,7 @@ func TestNetworkPublish(t *testing.T) {
 	cfg := d.cfg
 	d.net.Close()
 	stopMonitors(d, die)
-	ctx2, cancel := context.WithCancel(context.Background())
-	d2, err := newDaemon(ctx2, cfg)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for _, c := range d2.ctrs.all() {
-			_ = d2.ContainerRemove(context.Background(), c.rec.ID, true, true)
-		}
-		d2.net.Close()
-		cancel()
-		d2.close()
-	})
+	d2 := reopenDaemon(t, cfg)
 	d.ctrs = newCtrIndex()
 	if body, err := get("http://127.0.0.1:" + tcp[0].HostPort + "/"); err != nil || body != "hello\n" {
 		t.Fatalf("after restart: %q %v", body, err)
