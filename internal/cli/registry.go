@@ -99,6 +99,17 @@ func (c *cli) withDefaultTag(ref string) (string, error) {
 	return reference.FamiliarString(n), nil
 }
 
+// registryRef is the reference pull and push send, and the credentials for its registry.
+func (c *cli) registryRef(arg string, all bool) (ref, auth string, err error) {
+	if ref, err = c.refForTags(arg, all); err != nil {
+		return "", "", err
+	}
+	if auth, err = registryAuthFor(ref); err != nil {
+		return "", "", err
+	}
+	return ref, auth, nil
+}
+
 // refForTags is the reference pull and push send: with --all-tags the bare repository (a
 // tag or digest is an error, as in docker), otherwise withDefaultTag's.
 func (c *cli) refForTags(ref string, all bool) (string, error) {
@@ -126,11 +137,7 @@ func (c *cli) newPullCommand(use string) *cobra.Command {
 		Short: "Download an image from a registry",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ref, err := c.refForTags(args[0], all)
-			if err != nil {
-				return err
-			}
-			auth, err := registryAuthFor(ref)
+			ref, auth, err := c.registryRef(args[0], all)
 			if err != nil {
 				return err
 			}
@@ -220,11 +227,7 @@ func (c *cli) newPushCommand(use string) *cobra.Command {
 		Short: "Upload an image to a registry",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ref, err := c.refForTags(args[0], all)
-			if err != nil {
-				return err
-			}
-			auth, err := registryAuthFor(ref)
+			ref, auth, err := c.registryRef(args[0], all)
 			if err != nil {
 				return err
 			}
