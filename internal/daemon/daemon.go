@@ -260,7 +260,7 @@ func newDaemon(ctx context.Context, cfg Config) (*Daemon, error) {
 	if err := d.reconcileNetworks(); err != nil {
 		d.log.Warn("reconcile networks", "err", err)
 	}
-	go d.shims.fill()
+	d.shims.refill()
 	return d, nil
 }
 

@@ -32,6 +32,9 @@ type shimPool struct {
 	closed bool
 	// starting counts spares being started, so that a burst of takes does not over-fill.
 	starting int
+	// filling tracks fill goroutines; close waits for them, so that none starts a spare (or
+	// makes its directory) once the daemon has shut down.
+	filling sync.WaitGroup
 }
 
 type spareShim struct {
@@ -40,6 +43,20 @@ type spareShim struct {
 }
 
 func newShimPool(d *Daemon) *shimPool { return &shimPool{d: d} }
+
+// refill starts a fill in the background unless the pool is closed.
+func (p *shimPool) refill() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.filling.Add(1)
+	go func() {
+		defer p.filling.Done()
+		p.fill()
+	}()
+}
 
 // fill starts spares until the pool holds spareShims of them.
 func (p *shimPool) fill() {
@@ -51,13 +68,24 @@ func (p *shimPool) fill() {
 	}
 	p.starting += n
 	p.mu.Unlock()
-	for range n {
+	for i := range n {
+		p.mu.Lock()
+		if p.closed {
+			p.starting -= n - i
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
 		s, err := p.start()
 		p.mu.Lock()
 		p.starting--
 		if err == nil && !p.closed {
 			p.spare = append(p.spare, s)
 			s = nil
+		}
+		if err != nil {
+			// The spares not started are not starting either.
+			p.starting -= n - i - 1
 		}
 		p.mu.Unlock()
 		if err != nil {
@@ -110,7 +138,7 @@ func (p *shimPool) take() *spareShim {
 		p.spare = p.spare[:n-1]
 	}
 	p.mu.Unlock()
-	go p.fill()
+	p.refill()
 	return s
 }
 
@@ -118,6 +146,9 @@ func (p *shimPool) take() *spareShim {
 func (p *shimPool) close() {
 	p.mu.Lock()
 	p.closed = true
+	p.mu.Unlock()
+	p.filling.Wait()
+	p.mu.Lock()
 	spare := p.spare
 	p.spare = nil
 	p.mu.Unlock()
