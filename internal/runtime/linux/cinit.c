@@ -28,6 +28,7 @@
 #include <linux/openat2.h>
 #include <linux/seccomp.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1038,6 +1039,22 @@ static void run(struct op *ops, size_t n) {
 	fail("init returned without exec");
 }
 
+// reset_signals gives the container the signal state of a fresh process: the shim ignores SIGHUP,
+// SIGINT and SIGPIPE and a caller of `berth oci` may ignore or block others, and both survive
+// execve. A container started with SIGPIPE ignored sees EPIPE instead of dying in a closed
+// pipeline, and one with SIGINT ignored does not stop on ^C.
+static void reset_signals(void) {
+	for (int sig = 1; sig < NSIG; sig++) {
+		struct sigaction sa;
+		if (sigaction(sig, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN) {
+			signal(sig, SIG_DFL);
+		}
+	}
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
 // berth_cinit runs the program from the sync socket when the runtime asked for the C init; it
 // never returns then.
 // is_init_cmd reports whether this process is `berth init`: the variable alone must not turn
@@ -1064,8 +1081,10 @@ void berth_cinit(void) {
 		return;
 	}
 	unsetenv(BERTH_CINIT_ENV);
+	reset_signals();
 	fcntl(FD_SYNC, F_SETFD, FD_CLOEXEC);
 	uint32_t hdr[2];
+	errno = 0;  // a short read leaves it alone
 	if (read_full(FD_SYNC, hdr, sizeof hdr) < 0) {
 		fail("read config: %s", errno ? errstr(errno) : "short read");
 	}

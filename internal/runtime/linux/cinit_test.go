@@ -8,10 +8,12 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -262,8 +264,11 @@ func startCInit(t *testing.T, arg string) cinitProc {
 // TestInitsAgree runs the same container under the C and the Go init and compares what the
 // process sees: the two must be twins.
 func TestInitsAgree(t *testing.T) {
+	// As the shim does: neither init may pass these on to the container.
+	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
+	defer signal.Reset(syscall.SIGHUP, syscall.SIGPIPE)
 	script := `id; hostname; pwd; umask; ulimit -n; ulimit -Hn; cat /proc/self/oom_score_adj
-grep -E '^(Cap|NoNewPrivs|Seccomp)' /proc/self/status
+grep -E '^(Cap|NoNewPrivs|Seccomp|SigIgn|SigBlk)' /proc/self/status
 cat /proc/mounts | cut -d' ' -f2-4 | sort
 ls -ln /dev | awk '{print $1, $3, $4, $5, $6, $NF}'
 readlink /dev/ptmx; readlink /dev/fd; readlink /var/run; cat /proc/sys/kernel/msgmax
@@ -335,7 +340,8 @@ echo "$FOO"`
 		t.Fatalf("the inits disagree.\nC init:\n%s\nGo init:\n%s", cOut, goOut)
 	}
 	for _, want := range []string{"uid=1000 gid=1000 groups=10,20", "twins", "/work/dir", "0027", "256", "512", "500",
-		"nameserver 192.0.2.1", "data", "app", "bar baz", "12345", "pts/ptmx", "NoNewPrivs:\t1", "Seccomp:\t2"} {
+		"nameserver 192.0.2.1", "data", "app", "bar baz", "12345", "pts/ptmx", "NoNewPrivs:\t1", "Seccomp:\t2",
+		"SigIgn:\t0000000000000000", "SigBlk:\t0000000000000000"} {
 		if !strings.Contains(cOut, want) {
 			t.Errorf("output lacks %q:\n%s", want, cOut)
 		}

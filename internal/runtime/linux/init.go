@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -237,6 +238,10 @@ func finalizeAndExec(sp *specs.Spec, path string, filter *seccompProgram) error 
 			return err
 		}
 	}
+	// Signals the shim (or a caller of `berth oci`) ignored stay ignored across execve, and the
+	// Go runtime keeps an inherited SIG_IGN for SIGHUP and SIGINT. Catching every signal gives
+	// each a handler, which execve resets to the default: the container starts as a fresh process.
+	signal.Notify(make(chan os.Signal, 1))
 	if err := unix.Exec(path, p.Args, p.Env); err != nil {
 		return fmt.Errorf("exec %s: %w", p.Args[0], err)
 	}
