@@ -1044,10 +1044,12 @@ static void run(struct op *ops, size_t n) {
 // execve. A container started with SIGPIPE ignored sees EPIPE instead of dying in a closed
 // pipeline, and one with SIGINT ignored does not stop on ^C.
 static void reset_signals(void) {
-	for (int sig = 1; sig < NSIG; sig++) {
-		struct sigaction sa;
-		if (sigaction(sig, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN) {
-			signal(sig, SIG_DFL);
+	// The raw system call: glibc's sigaction refuses the signals it keeps for itself (32, 33),
+	// which a parent may have ignored all the same. An all-zero action is SIG_DFL on every ABI.
+	for (int sig = 1; sig <= 64; sig++) {
+		unsigned long old[4] = {0}, dfl[4] = {0};
+		if (syscall(SYS_rt_sigaction, sig, NULL, old, 8) == 0 && old[0] == (unsigned long)SIG_IGN) {
+			syscall(SYS_rt_sigaction, sig, dfl, NULL, 8);
 		}
 	}
 	sigset_t none;

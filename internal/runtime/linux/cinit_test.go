@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"unsafe"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -267,6 +268,11 @@ func TestInitsAgree(t *testing.T) {
 	// As the shim does: neither init may pass these on to the container.
 	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
 	defer signal.Reset(syscall.SIGHUP, syscall.SIGPIPE)
+	// glibc's own signal (SIGCANCEL, 32), which only the raw system call reaches.
+	if _, _, e := unix.RawSyscall6(unix.SYS_RT_SIGACTION, 32, uintptr(unsafe.Pointer(&[4]uintptr{1})), 0, 8, 0, 0); e != 0 {
+		t.Fatal(e)
+	}
+	defer unix.RawSyscall6(unix.SYS_RT_SIGACTION, 32, uintptr(unsafe.Pointer(&[4]uintptr{})), 0, 8, 0, 0)
 	script := `id; hostname; pwd; umask; ulimit -n; ulimit -Hn; cat /proc/self/oom_score_adj
 grep -E '^(Cap|NoNewPrivs|Seccomp|SigIgn|SigBlk)' /proc/self/status
 cat /proc/mounts | cut -d' ' -f2-4 | sort

@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	"github.com/moby/sys/capability"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -190,6 +190,22 @@ func (ip *initProc) run() error {
 	return err
 }
 
+// resetIgnoredSignals sets every ignored signal back to its default. Signals the shim (or a
+// caller of `berth oci`) ignored stay ignored across execve, and the Go runtime keeps an
+// inherited SIG_IGN (for SIGHUP and SIGINT, and for the signals glibc keeps for itself): the
+// container must start with the dispositions of a fresh process, as cinit.c's reset_signals
+// gives it. An all-zero kernel sigaction is SIG_DFL on every ABI; the process execs right after.
+func resetIgnoredSignals() {
+	const sigIgn = 1
+	for sig := uintptr(1); sig <= 64; sig++ {
+		var old, dfl [4]uintptr
+		_, _, e := unix.RawSyscall6(unix.SYS_RT_SIGACTION, sig, 0, uintptr(unsafe.Pointer(&old)), 8, 0, 0)
+		if e == 0 && old[0] == sigIgn {
+			_, _, _ = unix.RawSyscall6(unix.SYS_RT_SIGACTION, sig, uintptr(unsafe.Pointer(&dfl)), 0, 8, 0, 0)
+		}
+	}
+}
+
 // finalizeAndExec drops privileges in runc's order (bounding set, then user, then the other
 // capability sets, seccomp last when no_new_privs allows it) and execs the process.
 func finalizeAndExec(sp *specs.Spec, path string, filter *seccompProgram) error {
@@ -238,10 +254,7 @@ func finalizeAndExec(sp *specs.Spec, path string, filter *seccompProgram) error 
 			return err
 		}
 	}
-	// Signals the shim (or a caller of `berth oci`) ignored stay ignored across execve, and the
-	// Go runtime keeps an inherited SIG_IGN for SIGHUP and SIGINT. Catching every signal gives
-	// each a handler, which execve resets to the default: the container starts as a fresh process.
-	signal.Notify(make(chan os.Signal, 1))
+	resetIgnoredSignals()
 	if err := unix.Exec(path, p.Args, p.Env); err != nil {
 		return fmt.Errorf("exec %s: %w", p.Args[0], err)
 	}
