@@ -16,8 +16,8 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-// ShimMain is `berth shim`, started by the daemon once per container run; it is not for
-// people to run. It creates the container, then re-executes itself as the shim's C steady state
+// ShimMain is `berth shim`, started by the daemon for a container its spare shims cannot take
+// (see internal/shim); it is not for people to run. It creates the container, then re-executes itself as the shim's C steady state
 // (internal/shim/cshim.c), which reports "ok" on fd 3 once it serves and supervises the container
 // until it exits. On failure "error MSG" goes to fd 3. main calls it before building the CLI's
 // command tree: it is on the path of every container start.
@@ -48,19 +48,6 @@ func ShimMain(args []string) int {
 	// The shim outlives the daemon and its terminal; only the container's exit ends it.
 	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE)
 	argv := os.Args
-	var host *linux.Host
-	if len(args) == 1 && args[0] == "--pool" {
-		// A spare shim (see shimpool.go): its arguments come from the daemon later. The
-		// steady state runs under them, so that ps shows it like a shim started with them.
-		// Page in and warm up what creating the container will run while there is time.
-		host = linux.Warm()
-		job, err := awaitPoolJob()
-		if err != nil {
-			return fail(err)
-		}
-		args = job
-		argv = append([]string{os.Args[0], "shim"}, job...)
-	}
 	if err := fs.Parse(args); err != nil {
 		return fail(err)
 	}
@@ -70,7 +57,7 @@ func ShimMain(args []string) int {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("shim", cfg.ID)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	rt := &linux.Runtime{Root: cfg.RuntimeRoot, Logger: logger, Host: host}
+	rt := &linux.Runtime{Root: cfg.RuntimeRoot, Logger: logger}
 	task := &linuxTask{rt: rt, id: cfg.ID, bundle: bundle}
 	s := shim.New(cfg, task)
 	if err := s.Listen(); err != nil {

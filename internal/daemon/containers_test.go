@@ -553,6 +553,9 @@ func TestFailedStartLeavesNothing(t *testing.T) {
 		// The user is resolved after the mount, while the namespace is being made.
 		{"user", &mcontainer.Config{Image: "busybox", Cmd: []string{"true"}, User: "nosuchuser"}, &mcontainer.HostConfig{NetworkMode: "none"}, "unable to find user"},
 		{"network", &mcontainer.Config{Image: "busybox", Cmd: []string{"true"}}, &mcontainer.HostConfig{NetworkMode: "container:idle"}, "non running container"},
+		// The spare shim has the job and started the init: the init fails, or the cgroup does.
+		{"init", &mcontainer.Config{Image: "busybox", Cmd: []string{"nosuchcmd"}}, &mcontainer.HostConfig{NetworkMode: "none"}, `exec: "nosuchcmd": executable file not found`},
+		{"cgroup", &mcontainer.Config{Image: "busybox", Cmd: []string{"true"}}, &mcontainer.HostConfig{NetworkMode: "none", Resources: mcontainer.Resources{CpusetCpus: "4095"}}, "cgroup"},
 	} {
 		cr, err := d.ContainerCreate(ctx, "", tc.cfg, tc.hc, nil)
 		if err != nil {
@@ -575,7 +578,37 @@ func TestFailedStartLeavesNothing(t *testing.T) {
 		if err != nil || ins.State.Running || ins.State.Error == "" {
 			t.Errorf("%s: state after a failed start: %+v %v", tc.name, ins.State, err)
 		}
+		if _, err := os.Stat(filepath.Join(d.runtimeRoot(), cr.ID)); !os.IsNotExist(err) {
+			t.Errorf("%s: runtime state left after a failed start (%v)", tc.name, err)
+		}
+		for _, ctl := range []string{"pids", "memory", "devices", ""} {
+			dir := filepath.Join("/sys/fs/cgroup", ctl, d.cgroupParent(), cr.ID)
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Errorf("%s: cgroup %s left after a failed start (%v)", tc.name, dir, err)
+			}
+		}
+		if pids := shimsOf(t, cr.ID); len(pids) > 0 {
+			t.Errorf("%s: shim processes %v left after a failed start", tc.name, pids)
+		}
 	}
+}
+
+// shimsOf returns the PIDs of processes whose command line names container id.
+func shimsOf(t *testing.T, id string) []int {
+	t.Helper()
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(b), id) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // TestRemovalFilesAfterReply: a removal deletes the container's files after its reply; a

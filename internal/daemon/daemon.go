@@ -25,6 +25,7 @@ import (
 	"github.com/berth-dev/berth/internal/events"
 	"github.com/berth-dev/berth/internal/image"
 	"github.com/berth-dev/berth/internal/network"
+	"github.com/berth-dev/berth/internal/runtime/linux"
 	"github.com/berth-dev/berth/internal/snapshot/overlay"
 	"github.com/berth-dev/berth/internal/store"
 	"github.com/berth-dev/berth/internal/version"
@@ -91,6 +92,8 @@ type Daemon struct {
 	volumes *volume.Store
 	// shims are started shims waiting for a container (shimpool.go).
 	shims *shimPool
+	// host is the host's cgroup layout for the runtime, looked up once (linux.Warm).
+	host func() *linux.Host
 	// bootID is the kernel's ID of this boot (mountRootfs); nil if it could not be read.
 	bootID []byte
 	// bg tracks work left for after a reply (the files of removed containers); the daemon
@@ -214,6 +217,7 @@ func newDaemon(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	d := &Daemon{cfg: cfg, log: cfg.Logger, db: db, events: events.New(), start: time.Now(), ctrs: newCtrIndex(), ctx: ctx}
 	d.shims = newShimPool(d)
+	d.host = sync.OnceValue(linux.Warm)
 	if d.bootID, err = readBootID(); err != nil {
 		d.log.Warn("boot id", "err", err)
 	}

@@ -24,7 +24,11 @@ import (
 // runtime returns berth's OCI runtime over the state the shims keep. The daemon uses it for
 // what needs no stdio: pause, resume, stats, processes, and killing orphans.
 func (d *Daemon) runtime() *linux.Runtime {
-	return &linux.Runtime{Root: d.runtimeRoot(), Logger: d.log}
+	var host *linux.Host
+	if d.host != nil {
+		host = d.host()
+	}
+	return &linux.Runtime{Root: d.runtimeRoot(), Logger: d.log, Host: host}
 }
 
 // parseSignal accepts "TERM", "SIGTERM" or "15".

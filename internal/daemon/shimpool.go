@@ -3,7 +3,6 @@ package daemon
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -12,18 +11,20 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/berth-dev/berth/internal/shim"
 )
 
-// spareShims is how many idle shims the daemon keeps started. A shim's exec and Go start-up
-// (~4 ms) were the largest single cost on the path of `docker run`; a spare has paid it before
-// the container is asked for. One spare costs ~3 MiB, so only a couple are kept; a burst of
-// starts beyond them falls back to starting shims afresh.
+// spareShims is how many idle shims the daemon keeps started. A spare is C from its first
+// instruction (cshim.c's spare mode): it costs an exec, and a container's start takes one that
+// has paid it. A burst of starts beyond them starts spares afresh.
 const spareShims = 2
 
-// shimPool holds started shims that wait for a container (`berth shim --pool`): each reads one
-// job, its command-line arguments as JSON, from a socket, then runs as if started with them and
-// reports on that socket as a fresh shim does on its ready pipe. A spare whose daemon goes away
-// reads EOF and exits.
+// shimPool holds spare shims (`berth shim --pool`), each waiting for one container: a job
+// (shim.SpareJob) on a socket, with the container the runtime prepared in the daemon
+// (linux.Prepared). The spare starts the container's init, becomes its shim and reports on that
+// socket as a started shim does on its ready pipe. A spare whose daemon goes away reads EOF and
+// exits.
 type shimPool struct {
 	d *Daemon
 
@@ -114,12 +115,12 @@ func (p *shimPool) start() (*spareShim, error) {
 		ours.Close()
 		return nil, err
 	}
-	cmd := exec.Command(self, "shim", "--pool")
+	cmd := exec.Command(self, shim.SpareArgs()...)
 	cmd.Args[0] = "berth"
 	cmd.Dir = root
 	cmd.ExtraFiles = []*os.File{theirs}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	cmd.Env = shimEnv()
+	cmd.Env = append(shimEnv(), shim.SpareEnv)
 	if err := cmd.Start(); err != nil {
 		ours.Close()
 		return nil, fmt.Errorf("start shim: %w", err)
@@ -162,25 +163,25 @@ func (s *spareShim) discard() {
 	_ = s.cmd.Process.Kill()
 }
 
-// poolJob is what a spare shim reads: the arguments a fresh shim gets on its command line
-// (internal/cli's shim reads the same shape).
-type poolJob struct {
-	Args []string `json:"args"`
-}
-
-// assign gives the spare its container and waits for its report ("ok" or "error MSG"), like
-// launchShim's ready pipe. taken is false when the spare could not even be handed the job (it
-// died): the caller then starts a fresh shim. Once the spare has the job, what it reports, or
-// its silence, is the answer.
-func (s *spareShim) assign(ctx context.Context, args []string) (line string, taken bool, err error) {
+// assign hands the spare its job and waits for its report (see shim.SpareReport). taken is
+// false when the spare could not even be handed the job (it died): the caller then starts
+// another. Once the spare has the job, what it reports, or its silence, is the answer.
+// Once the spare has the job, finish runs while the spare starts the init; the spare moves the
+// init into its cgroup only after finish succeeded, and gives up when it failed (its error is
+// then the answer).
+func (s *spareShim) assign(ctx context.Context, job []byte, finish func() error) (line string, taken bool, err error) {
 	defer s.conn.Close()
-	job, err := json.Marshal(poolJob{Args: args})
-	if err != nil {
-		return "", false, err
-	}
-	if _, err := s.conn.Write(append(job, '\n')); err != nil {
+	if _, err := s.conn.Write(job); err != nil {
 		_ = s.cmd.Process.Kill()
 		return "", false, fmt.Errorf("hand job to spare shim: %w", err)
+	}
+	if err := finish(); err != nil {
+		_ = s.cmd.Process.Kill()
+		return "", true, err
+	}
+	if _, err := s.conn.Write([]byte{1}); err != nil {
+		_ = s.cmd.Process.Kill()
+		return "", true, fmt.Errorf("spare shim: %w", err)
 	}
 	type result struct {
 		line string

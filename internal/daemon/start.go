@@ -19,6 +19,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/container"
 	"github.com/berth-dev/berth/internal/fsutil"
+	"github.com/berth-dev/berth/internal/runtime/linux"
 	"github.com/berth-dev/berth/internal/shim"
 	"github.com/berth-dev/berth/internal/snapshot"
 	"github.com/containerd/errdefs"
@@ -210,7 +211,7 @@ func (d *Daemon) startLocked(ctx context.Context, c *ctr) (retErr error) {
 	// The previous run's shim deletes its container from the runtime only a while after the
 	// exit, and only if the daemon has not: do it now, or the create below would find it.
 	_ = d.runtime().Delete(ctx, id, true)
-	h, err := d.launchShim(ctx, rec)
+	h, err := d.launchShim(ctx, rec, spec)
 	if err != nil {
 		return err
 	}
@@ -478,7 +479,7 @@ func mkdirInRoot(rootfs, dir string, uid, gid int) error {
 
 // launchShim starts `berth shim` for a container in its own session and waits until the
 // container is created (or creating it failed, with the runtime's message).
-func (d *Daemon) launchShim(ctx context.Context, rec *ctrRecord) (*shimHandle, error) {
+func (d *Daemon) launchShim(ctx context.Context, rec *ctrRecord, spec *specs.Spec) (*shimHandle, error) {
 	// The shim will move the container's init into its cgroup in ~10 ms; the kernel makes the
 	// first such move after a quiet spell wait for an RCU grace period, which this starts now.
 	go d.runtime().PrimeCgroupMigration()
@@ -491,29 +492,29 @@ func (d *Daemon) launchShim(ctx context.Context, rec *ctrRecord) (*shimHandle, e
 	if self == "" {
 		return nil, errors.New("cannot find the berth binary to start the shim")
 	}
+	cfg := shim.Config{ID: rec.ID, Dir: dir, LogPath: d.logPath(rec.ID), Terminal: rec.Config.Tty,
+		OpenStdin: rec.Config.OpenStdin, StdinOnce: rec.Config.StdinOnce, RuntimeRoot: d.runtimeRoot()}
+	// Docker's usual container is prepared here and started by a spare shim in C; the others
+	// (a user namespace, BERTH_INIT=go...) by a `berth shim` that runs the runtime itself.
+	prep, err := d.runtime().Prepare(ctx, rec.ID, d.ctrDir(rec.ID), spec, rec.Config.Tty)
+	if err == nil {
+		return d.launchSpare(ctx, cfg, prep)
+	}
+	if !errors.Is(err, linux.ErrNotPrepared) {
+		return nil, errdefs.ErrUnknown.WithMessage("failed to create container: create container: " + err.Error())
+	}
 	args := []string{"shim", "--id", rec.ID, "--bundle", d.ctrDir(rec.ID), "--dir", dir,
-		"--log", d.logPath(rec.ID), "--runtime-root", d.runtimeRoot()}
-	if rec.Config.Tty {
+		"--log", cfg.LogPath, "--runtime-root", cfg.RuntimeRoot}
+	if cfg.Terminal {
 		args = append(args, "--tty")
 	}
-	if rec.Config.OpenStdin {
+	if cfg.OpenStdin {
 		args = append(args, "--stdin")
 	}
-	if rec.Config.StdinOnce {
+	if cfg.StdinOnce {
 		args = append(args, "--stdin-once")
 	}
-	var line string
-	var lerr error
-	taken := false
-	if sp := d.shims.take(); sp != nil {
-		line, taken, lerr = sp.assign(ctx, args[1:])
-		if !taken {
-			d.log.Debug("spare shim unusable; starting one", "err", lerr)
-		}
-	}
-	if !taken {
-		line, lerr = d.startShim(ctx, self, args, dir)
-	}
+	line, lerr := d.startShim(ctx, self, args, dir)
 	if lerr != nil && ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
@@ -529,6 +530,52 @@ func (d *Daemon) launchShim(ctx context.Context, rec *ctrRecord) (*shimHandle, e
 		return nil, fmt.Errorf("shim failed to start (%v): %s", res.err, lastLines(string(tail), 5))
 	}
 	return &shimHandle{dir: dir, client: shim.NewClient(dir)}, nil
+}
+
+// launchSpare has a spare shim, or a fresh one when none is ready, start the prepared container.
+func (d *Daemon) launchSpare(ctx context.Context, cfg shim.Config, prep *linux.Prepared) (_ *shimHandle, retErr error) {
+	defer func() {
+		if retErr != nil {
+			prep.Abort()
+		}
+	}()
+	job, err := (&shim.SpareJob{Config: cfg, CloneFlags: uint64(prep.CloneFlags), InitEnv: prep.InitEnv,
+		Program: prep.Program, Procs: prep.Procs, Fifo: prep.Fifo, OOMCounter: prep.OOMCounter,
+		StateFile: prep.StateFile, StatePrefix: prep.StatePrefix, StateSuffix: prep.StateSuffix}).Encode()
+	if err != nil {
+		return nil, err
+	}
+	var ferr error
+	finish := func() error { ferr = prep.Finish(); return ferr }
+	sp := d.shims.take()
+	if sp == nil {
+		if sp, err = d.shims.start(); err != nil {
+			return nil, err
+		}
+	}
+	line, taken, err := sp.assign(ctx, job, finish)
+	if !taken {
+		// The spare died before it took the job: a fresh one gets it.
+		d.log.Debug("spare shim unusable; starting one", "err", err)
+		if sp, err = d.shims.start(); err != nil {
+			return nil, err
+		}
+		line, _, err = sp.assign(ctx, job, finish)
+	}
+	if ferr != nil {
+		return nil, errdefs.ErrUnknown.WithMessage("failed to create container: create container: " + ferr.Error())
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		tail, _ := os.ReadFile(filepath.Join(cfg.Dir, "shim.log"))
+		return nil, fmt.Errorf("shim failed to start (%v): %s", err, lastLines(string(tail), 5))
+	}
+	if err := shim.SpareReport(line); err != nil {
+		return nil, errdefs.ErrUnknown.WithMessage("failed to create container: " + err.Error())
+	}
+	return &shimHandle{dir: cfg.Dir, client: shim.NewClient(cfg.Dir)}, nil
 }
 
 // startShim starts a fresh `berth shim` and returns its report line (see launchShim).

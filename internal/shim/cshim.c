@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <malloc.h>
 #include <poll.h>
 #include <signal.h>
@@ -2152,6 +2153,8 @@ static char *decode_value(const char *v, size_t n) {
 	return o;
 }
 
+static int adopt(const int fds[5]);
+
 static int parse_config(const char *s) {
 	int fds[5] = {-1, -1, -1, -1, -1};  // ls, out, err, in, log
 	G.master = -1;
@@ -2209,6 +2212,12 @@ static int parse_config(const char *s) {
 		}
 		p = end ? end + 1 : NULL;
 	}
+	return adopt(fds);
+}
+
+// adopt takes the shim's descriptors (ls, out, err, in, log; -1 when absent) once G's other
+// fields are set, and checks the whole configuration.
+static int adopt(const int fds[5]) {
 	G.lfd = fds[0];
 	G.st[0] = (struct stream){fds[1], 1, NULL, 0};
 	G.st[1] = (struct stream){fds[2], 2, NULL, 0};
@@ -2652,8 +2661,18 @@ int berth_cshim_exec_exit_test(int junk, int pid, int *e2_running) {
 	return e1 && !e1->running ? e1->code : -1;
 }
 
-// berth_cshim takes over the process when `berth shim` re-executed itself with _BERTH_CSHIM.
-__attribute__((constructor)) static void berth_cshim(void) {
+static void serve(void) __attribute__((noreturn));
+static void spare(char **argv) __attribute__((noreturn));
+
+// berth_cshim takes over the process when `berth shim` re-executed itself with _BERTH_CSHIM,
+// and runs a spare shim (see spare below) when the daemon started one with _BERTH_CSPARE. glibc
+// passes main's arguments to constructors.
+__attribute__((constructor)) static void berth_cshim(int argc, char **argv, char **envp) {
+	(void)argc;
+	(void)envp;
+	if (getenv(BERTH_CSPARE_ENV) != NULL) {
+		spare(argv);
+	}
 	const char *spec = getenv(BERTH_CSHIM_ENV);
 	if (spec == NULL) {
 		return;
@@ -2673,6 +2692,11 @@ __attribute__((constructor)) static void berth_cshim(void) {
 		die("bad " BERTH_CSHIM_ENV);
 	}
 	free(copy);
+	serve();
+}
+
+// serve runs the steady state once G is configured; it never returns.
+static void serve(void) {
 	G.fifofd = G.pidfd = -1;
 	G.state = ST_CREATED;
 	size_t dl = strlen(G.dir);
@@ -2715,4 +2739,439 @@ __attribute__((constructor)) static void berth_cshim(void) {
 		xclose(&G.ready);
 	}
 	loop();
+	_exit(0);
+}
+
+// ---- spare mode ----
+//
+// The daemon keeps spare shims started (`berth shim --pool`, with _BERTH_CSPARE): C from the
+// first instruction, so that a spare costs an exec and no Go start-up. A spare waits on fd 3 for
+// a job (spare.go's SpareJob): a container the runtime has prepared in the daemon up to the
+// start of its init (linux.Prepared), and the shim's settings. It then does the rest of what
+// the runtime's CreatePid does, in C: it starts "berth init" in the container's namespaces,
+// sends the C init its program, moves it into its cgroup, waits for it to be ready and writes
+// the runtime's state file. It reports on fd 3 as a set-up shim does ("ok" once it serves,
+// "error MSG" or "init JSON" on failure, after killing the init) and becomes the steady state.
+
+enum {
+	J_ID = 1, J_DIR, J_LOG, J_RR, J_FIFO, J_OOM, J_TTY, J_STDIN, J_ONCE, J_CLONE,
+	J_ENV, J_PROG, J_PROC, J_STATE, J_PRE, J_SUF, J_MAX
+};
+
+#define SPARE_JOB_MAX (64u << 20)
+#define SPARE_MAX_LIST 64
+#define SPARE_CONSOLE_MS 10000
+
+struct job {
+	char *s[J_MAX];     // the string of each single-valued tag
+	size_t n[J_MAX];    // its length
+	char *env[SPARE_MAX_LIST + 1];
+	size_t nenv;
+	char *procs[SPARE_MAX_LIST];
+	size_t nprocs;
+};
+
+static int read_full(int fd, void *p, size_t n) {
+	char *b = p;
+	while (n > 0) {
+		ssize_t r = read(fd, b, n);
+		if (r < 0 && errno == EINTR) {
+			continue;
+		}
+		if (r <= 0) {
+			if (r == 0) {
+				errno = EPIPE;
+			}
+			return -1;
+		}
+		b += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+// parse_job splits the job's records: {u32 tag, u32 len, len bytes}, native byte order. Each
+// value is moved back over its record's header and NUL-terminated there, in place.
+static int parse_job(char *b, size_t n, struct job *j) {
+	memset(j, 0, sizeof *j);
+	size_t off = 0;
+	while (off < n) {
+		uint32_t h[2];
+		if (n - off < sizeof h) {
+			return -1;
+		}
+		memcpy(h, b + off, sizeof h);
+		off += sizeof h;
+		if (h[1] > n - off || h[0] == 0 || h[0] >= J_MAX) {
+			return -1;
+		}
+		char *v = b + off;
+		size_t len = h[1];
+		// Move the value back over its header so that its terminating NUL never overwrites
+		// the next record's header.
+		memmove(v - sizeof h, v, len);
+		v -= sizeof h;
+		v[len] = 0;
+		off += len;
+		if (h[0] != J_PROG && h[0] != J_CLONE && memchr(v, 0, len) != NULL) {
+			return -1;
+		}
+		if (h[0] == J_ENV) {
+			if (j->nenv >= SPARE_MAX_LIST) {
+				return -1;
+			}
+			j->env[j->nenv++] = v;
+		} else if (h[0] == J_PROC) {
+			if (j->nprocs >= SPARE_MAX_LIST) {
+				return -1;
+			}
+			j->procs[j->nprocs++] = v;
+		} else {
+			j->s[h[0]] = v;
+			j->n[h[0]] = len;
+		}
+	}
+	j->env[j->nenv] = NULL;
+	return 0;
+}
+
+static int job_flag(const struct job *j, int tag) { return j->s[tag] != NULL && j->s[tag][0] == '1'; }
+
+static int spare_report_fd = 3;
+static int spare_initpid;
+
+// spare_fail reports a failed job on fd 3, ends the init if one started and exits; what the
+// runtime made (cgroup, state directory) is the daemon's to remove (linux.Prepared.Abort).
+__attribute__((format(printf, 1, 2), noreturn)) static void spare_fail(const char *fmt, ...) {
+	char m[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(m, sizeof m, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		n = 0;
+	}
+	if ((size_t)n >= sizeof m) {
+		n = sizeof m - 1;
+	}
+	for (int i = 0; i < n; i++) {
+		if (m[i] == '\n') {
+			m[i] = ' ';
+		}
+	}
+	if (spare_initpid > 0) {
+		kill(spare_initpid, SIGKILL);
+		while (waitpid(spare_initpid, NULL, 0) < 0 && errno == EINTR) {
+		}
+	}
+	logmsg("%s", m);
+	char out[1100];
+	int k = snprintf(out, sizeof out, "%s\n", m);
+	write_all(spare_report_fd, out, (size_t)k < sizeof out ? (size_t)k : sizeof out - 1);
+	_exit(1);
+}
+
+// set_cmdline shows the shim as one started for its container ("berth shim --id ID"), within
+// the room the spare's own command line left (the daemon pads it).
+static void set_cmdline(char **argv, const char *id) {
+	if (argv == NULL || argv[0] == NULL) {
+		return;
+	}
+	char *start = argv[0], *end = argv[0];
+	for (char **a = argv; *a != NULL; a++) {
+		if (*a != end && a != argv) {
+			break;  // not contiguous: leave it
+		}
+		end = *a + strlen(*a) + 1;
+	}
+	size_t room = (size_t)(end - start);
+	char t[256];
+	int n = snprintf(t, sizeof t, "berth%cshim%c--id%c%s", 0, 0, 0, id);
+	if (n < 0 || (size_t)n + 1 > room || (size_t)n + 1 > sizeof t) {
+		return;
+	}
+	memset(start, 0, room);
+	memcpy(start, t, (size_t)n);
+}
+
+// move_fds places the init's descriptors at 0..count-1: first above every target, then down,
+// so that no source is overwritten before it is moved. dup2 clears close-on-exec.
+static int move_fds(int *fds, int count) {
+	for (int i = 0; i < count; i++) {
+		int d = fcntl(fds[i], F_DUPFD_CLOEXEC, 16);
+		if (d < 0) {
+			return -1;
+		}
+		fds[i] = d;
+	}
+	for (int i = 0; i < count; i++) {
+		if (dup2(fds[i], i) < 0) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int write_file_str(const char *path, const char *s) {
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0) {
+		return -1;
+	}
+	int r = write_all(fd, s, strlen(s));
+	int e = errno;
+	close(fd);
+	errno = e;
+	return r;
+}
+
+// proc_start_time is field 22 of /proc/PID/stat, as the runtime records it against PID reuse.
+static int proc_start_time(int pid, unsigned long long *t) {
+	char path[64], b[1024];
+	snprintf(path, sizeof path, "/proc/%d/stat", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		return -1;
+	}
+	ssize_t n = read(fd, b, sizeof b - 1);
+	close(fd);
+	if (n <= 0) {
+		errno = EIO;
+		return -1;
+	}
+	b[n] = 0;
+	char *p = strrchr(b, ')');
+	if (p == NULL) {
+		errno = EIO;
+		return -1;
+	}
+	// p is at the space before field 3 (state); each step moves to the space before the next.
+	p++;
+	for (int field = 3; field < 22; field++) {
+		p = strchr(p + 1, ' ');
+		if (p == NULL) {
+			errno = EIO;
+			return -1;
+		}
+	}
+	*t = strtoull(p + 1, NULL, 10);
+	return 0;
+}
+
+static int recv_master(int sock) {
+	struct pollfd p = {.fd = sock, .events = POLLIN};
+	int r;
+	while ((r = poll(&p, 1, SPARE_CONSOLE_MS)) < 0 && errno == EINTR) {
+	}
+	if (r <= 0) {
+		errno = r == 0 ? ETIMEDOUT : errno;
+		return -1;
+	}
+	char buf[256];
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = {.iov_base = buf, .iov_len = sizeof buf};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
+	if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) < 0) {
+		return -1;
+	}
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	if (c == NULL || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int))) {
+		errno = EBADMSG;
+		return -1;
+	}
+	int fd;
+	memcpy(&fd, CMSG_DATA(c), sizeof fd);
+	return fd;
+}
+
+static void spare(char **argv) {
+	unsetenv(BERTH_CSPARE_ENV);
+	G.ready = -1;
+	fcntl(3, F_SETFD, FD_CLOEXEC);
+	uint32_t hdr[2];
+	if (read_full(3, hdr, sizeof hdr) < 0) {
+		_exit(0);  // the daemon closed the pool
+	}
+	if (hdr[0] != BERTH_SPARE_MAGIC || hdr[1] > SPARE_JOB_MAX) {
+		spare_fail("error shim: bad job header");
+	}
+	char *b = malloc((size_t)hdr[1] + 1);
+	if (b == NULL || read_full(3, b, hdr[1]) < 0) {
+		spare_fail("error shim: read job: %s", strerror(errno));
+	}
+	struct job j;
+	if (parse_job(b, hdr[1], &j) < 0 || !j.s[J_ID] || !valid_id(j.s[J_ID]) || !j.s[J_DIR] || !j.s[J_RR] ||
+	    !j.s[J_FIFO] || !j.s[J_PROG] || !j.s[J_CLONE] || !j.s[J_STATE] || !j.s[J_PRE] || !j.s[J_SUF] ||
+	    j.nprocs == 0 || j.n[J_CLONE] != 8) {
+		spare_fail("error shim: malformed job");
+	}
+	G.id = j.s[J_ID];
+	G.dir = j.s[J_DIR];
+	G.rr = j.s[J_RR];
+	G.fifo = j.s[J_FIFO];
+	G.oom = j.s[J_OOM];
+	G.tty = job_flag(&j, J_TTY);
+	G.once = job_flag(&j, J_ONCE);
+	G.master = -1;
+	set_cmdline(argv, G.id);
+
+	char path[PATH_MAX];
+	// The shim's own messages go to shim.log in its directory, as a started shim's do.
+	snprintf(path, sizeof path, "%s/shim.log", G.dir);
+	int lf = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (lf >= 0) {
+		dup2(lf, 1);
+		dup2(lf, 2);
+		close(lf);
+	}
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) {
+		spare_fail("error shim: set child subreaper: %s", strerror(errno));
+	}
+	int fds[5] = {-1, -1, -1, -1, -1};  // ls, out, err, in, log
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (snprintf(sa.sun_path, sizeof sa.sun_path, "%s/shim.sock", G.dir) >= (int)sizeof sa.sun_path) {
+		spare_fail("error shim: socket path too long");
+	}
+	unlink(sa.sun_path);
+	fds[0] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fds[0] < 0 || bind(fds[0], (struct sockaddr *)&sa, sizeof sa) < 0 || chmod(sa.sun_path, 0600) < 0 ||
+	    listen(fds[0], 128) < 0) {
+		spare_fail("error shim: listen on %s: %s", sa.sun_path, strerror(errno));
+	}
+	if (j.s[J_LOG] && j.s[J_LOG][0]) {
+		fds[4] = open(j.s[J_LOG], O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+		if (fds[4] < 0) {
+			spare_fail("error shim: open log %s: %s", j.s[J_LOG], strerror(errno));
+		}
+	}
+	// The init's descriptors: stdin, stdout, stderr, the sync socket, the exec fifo and, with
+	// a terminal, the socket the pty master comes back on.
+	int child[6] = {-1, -1, -1, -1, -1, -1};
+	int nchild = 5;
+	int sync[2], cons[2] = {-1, -1};
+	if (G.tty) {
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (null < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, cons) < 0) {
+			spare_fail("error shim: console socket: %s", strerror(errno));
+		}
+		child[0] = child[1] = child[2] = null;
+		child[5] = cons[1];
+		nchild = 6;
+	} else {
+		int out[2], err[2];
+		if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
+			spare_fail("error shim: stdio pipes: %s", strerror(errno));
+		}
+		fds[1] = out[0], child[1] = out[1];
+		fds[2] = err[0], child[2] = err[1];
+		if (job_flag(&j, J_STDIN)) {
+			int in[2];
+			if (pipe2(in, O_CLOEXEC) < 0) {
+				spare_fail("error shim: stdin pipe: %s", strerror(errno));
+			}
+			fds[3] = in[1], child[0] = in[0];
+		} else if ((child[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
+			spare_fail("error shim: open /dev/null: %s", strerror(errno));
+		}
+	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sync) < 0) {
+		spare_fail("error shim: socketpair: %s", strerror(errno));
+	}
+	child[3] = sync[1];
+	child[4] = open(G.fifo, O_PATH | O_CLOEXEC);
+	if (child[4] < 0) {
+		spare_fail("error shim: open exec fifo: %s", strerror(errno));
+	}
+	uint64_t flags;
+	memcpy(&flags, j.s[J_CLONE], sizeof flags);
+	char *init_argv[] = {"berth", "init", NULL};
+	pid_t pid = (pid_t)syscall(SYS_clone, (unsigned long)flags | SIGCHLD, NULL, NULL, NULL, 0);
+	if (pid < 0) {
+		spare_fail("error create container: start container init: %s", strerror(errno));
+	}
+	if (pid == 0) {
+		if (move_fds(child, nchild) == 0) {
+			execve("/proc/self/exe", init_argv, j.env);
+		}
+		_exit(127);
+	}
+	spare_initpid = pid;
+	for (int i = 0; i < 6; i++) {
+		if (child[i] >= 0 && (i == 0 || child[i] != child[i - 1])) {
+			close(child[i]);
+		}
+	}
+	// As CreatePid: the program first (the init mounts while it is moved), then the cgroup,
+	// then the byte that lets the init go on.
+	if (write_all(sync[0], j.s[J_PROG], j.n[J_PROG]) < 0) {
+		spare_fail("error create container: send config to container init: %s", strerror(errno));
+	}
+	// The daemon makes the cgroup meanwhile; one byte says it is there.
+	char go;
+	if (read_full(3, &go, 1) < 0 || go != 1) {
+		spare_fail("error create container: the daemon gave up");
+	}
+	char pidstr[16];
+	snprintf(pidstr, sizeof pidstr, "%d", pid);
+	for (size_t i = 0; i < j.nprocs; i++) {
+		if (write_file_str(j.procs[i], pidstr) < 0) {
+			spare_fail("error create container: join cgroup: write %s: %s", j.procs[i], strerror(errno));
+		}
+	}
+	(void)write_all(sync[0], "\1", 1);
+	// The answer: one JSON line, which the daemon decodes when it is not "ready".
+	char line[4096];
+	size_t ln = 0;
+	for (;;) {
+		ssize_t r = read(sync[0], line + ln, sizeof line - 1 - ln);
+		if (r < 0 && errno == EINTR) {
+			continue;
+		}
+		if (r <= 0) {
+			if (ln == 0) {
+				spare_fail("error create container: container init exited during setup");
+			}
+			break;
+		}
+		ln += (size_t)r;
+		if (memchr(line, '\n', ln) != NULL || ln == sizeof line - 1) {
+			break;
+		}
+	}
+	line[ln] = 0;
+	char *nl = strchr(line, '\n');
+	if (nl != NULL) {
+		*nl = 0;
+	}
+	if (strcmp(line, "{\"type\":\"ready\"}") != 0) {
+		spare_fail("init %s", line);
+	}
+	close(sync[0]);
+	if (G.tty) {
+		G.master = recv_master(cons[0]);
+		if (G.master < 0) {
+			spare_fail("error receive console: %s", strerror(errno));
+		}
+		close(cons[0]);
+	}
+	unsigned long long start;
+	if (proc_start_time(pid, &start) < 0) {
+		spare_fail("error create container: read init start time: %s", strerror(errno));
+	}
+	// The runtime's state, written as its writeStateFile does: renamed into place, no fsync.
+	char tmp[PATH_MAX];
+	snprintf(tmp, sizeof tmp, "%s.tmp", j.s[J_STATE]);
+	int sf = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	char mid[64];
+	int ml = snprintf(mid, sizeof mid, "\"pid\":%d,\"startTime\":%llu", pid, start);
+	if (sf < 0 || write_all(sf, j.s[J_PRE], j.n[J_PRE]) < 0 || write_all(sf, mid, (size_t)ml) < 0 ||
+	    write_all(sf, j.s[J_SUF], j.n[J_SUF]) < 0 || close(sf) < 0 || rename(tmp, j.s[J_STATE]) < 0) {
+		unlink(tmp);
+		spare_fail("error create container: write %s: %s", j.s[J_STATE], strerror(errno));
+	}
+	G.initpid = pid;
+	G.ready = 3;
+	if (adopt(fds) < 0) {
+		spare_fail("error shim: bad configuration");
+	}
+	serve();
 }

@@ -7,6 +7,9 @@
 // The environment variable that hands a set-up shim over to the C steady state; keep in step
 // with envCShim in handover.go.
 #define BERTH_CSHIM_ENV "_BERTH_CSHIM"
+// The environment variable of a spare shim, which takes its container from a job (spare.go).
+#define BERTH_CSPARE_ENV "_BERTH_CSPARE"
+#define BERTH_SPARE_MAGIC 0x314a5342u /* "BSJ1" */
 
 size_t berth_cshim_time(char *out, int64_t sec, long nsec);
 size_t berth_cshim_json_str(char *out, const unsigned char *s, size_t n);

@@ -4,12 +4,18 @@
 // the init and records its exit status (and whether the kernel OOM-killed it) atomically, and
 // serves start, kill, wait, attach, resize and exec on a unix socket in its state directory.
 //
-// The shim runs in two stages in one process. Setup is Go (Shim: Listen, Create): it binds the
-// socket, makes the pipes or console socket and creates the container through the runtime. Then
-// Handover re-executes the same binary with the same command line and _BERTH_CSHIM in the
-// environment, keeping open only the descriptors the steady state needs; a C constructor
-// (cshim.c) takes over before the Go runtime starts and serves until the end, so that an idle
-// shim costs about a megabyte instead of a Go runtime's twenty. What needs the runtime after
+// A shim starts in one of two ways. Docker's usual container goes to a spare shim: a process
+// the daemon started ahead of need (SpareArgs, SpareEnv) that is C from its first instruction
+// (cshim.c's constructor). The daemon prepares the container with the runtime in its own
+// process (linux.Prepared) and hands the spare a SpareJob; the spare binds the socket, makes
+// the pipes or console socket, starts the container's C init, sends it its program, moves it
+// into its cgroup, writes the runtime's state file and serves. Every other container (a user
+// namespace, BERTH_INIT=go...) gets a `berth shim` whose setup is Go (Shim: Listen, Create,
+// through the runtime); Handover then re-executes the same binary with the same command line and
+// _BERTH_CSHIM in the environment, keeping open only the descriptors the steady state needs, and
+// the same C constructor takes over before the Go runtime starts. Either way the steady state is
+// C and serves until the end, so that an idle shim costs about a megabyte instead of a Go
+// runtime's twenty. What needs the runtime after
 // setup (exec, killing every process, delete) runs in short-lived `berth shim-helper` children
 // (HelperMain). The daemon talks to the shim only through Client; the wire format between
 // Client and cshim.c is theirs alone.

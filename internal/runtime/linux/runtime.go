@@ -267,63 +267,18 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, opts CreateOpts
 
 // CreatePid is Create that also returns the host PID of the container's init.
 func (r *Runtime) CreatePid(ctx context.Context, id, bundle string, opts CreateOpts) (pid int, retErr error) {
-	if err := validateID(id); err != nil {
-		return 0, err
-	}
 	// Moving the init into its cgroup (below) waits for an RCU grace period, ~10 ms, unless
 	// another migration happened just before; start one now so that the wait overlaps the setup.
 	go primeCgroupMigration()
-	bundle, err := filepath.Abs(bundle)
-	if err != nil {
-		return 0, fmt.Errorf("bundle path: %w", err)
-	}
-	sp, err := LoadBundleSpec(bundle)
+	c, err := r.begin(id, bundle, nil, opts.ConsoleSocket != "", opts.NoNewKeyring)
 	if err != nil {
 		return 0, err
 	}
-	rootfs := sp.Root.Path
-	if !filepath.IsAbs(rootfs) {
-		rootfs = filepath.Join(bundle, rootfs)
-	}
-	if fi, err := os.Stat(rootfs); err != nil || !fi.IsDir() {
-		return 0, fmt.Errorf("rootfs %s is not a directory: %w", rootfs, errdefs.ErrInvalidArgument)
-	}
-	noProcess := sp.Process == nil
-	if noProcess {
-		sp.Process = &specs.Process{Cwd: "/"}
-	}
-	plan, err := planNamespaces(sp.Linux.Namespaces)
-	if err != nil {
+	if err := c.saveConfig(); err != nil {
+		_ = os.RemoveAll(c.dir)
 		return 0, err
 	}
-	// The rootfs is set up in the container's own mount namespace, new or joined by path (as
-	// runc does). Without one the mounts would land in the host's namespace: refused.
-	newMount := plan.cloneFlags&unix.CLONE_NEWNS != 0 || plan.joinMount
-	if !newMount {
-		return 0, fmt.Errorf("config: a mount namespace is required: %w", errdefs.ErrInvalidArgument)
-	}
-	if sp.Process.Terminal && opts.ConsoleSocket == "" {
-		return 0, fmt.Errorf("process.terminal is set but no console socket was given: %w", errdefs.ErrInvalidArgument)
-	}
-	rl, warnings, err := clampRlimits(sp.Process.Rlimits, currentHardLimit)
-	if err != nil {
-		return 0, err
-	}
-	for _, w := range warnings {
-		r.log().Warn(w, "container", id)
-	}
-	sp.Process.Rlimits = rl
-
-	if err := os.MkdirAll(r.Root, 0o700); err != nil {
-		return 0, fmt.Errorf("create runtime root: %w", err)
-	}
-	dir := r.dir(id)
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return 0, fmt.Errorf("container with id %q already exists: %w", id, errdefs.ErrAlreadyExists)
-		}
-		return 0, fmt.Errorf("create container state dir: %w", err)
-	}
+	sp := c.sp
 	var cg *cgroupState
 	var ch *child
 	defer func() {
@@ -334,45 +289,11 @@ func (r *Runtime) CreatePid(ctx context.Context, id, bundle string, opts CreateO
 			ch.kill()
 		}
 		if cg != nil {
-			if err := cg.killAll(unix.SIGKILL); err != nil {
-				r.log().Warn("cleanup: kill container processes", "container", id, "err", err)
-			}
-			if err := cg.remove(); err != nil {
-				r.log().Warn("cleanup: remove cgroup", "container", id, "err", err)
-			}
+			r.dropCgroup(id, *cg)
 		}
-		_ = os.RemoveAll(dir)
+		_ = os.RemoveAll(c.dir)
 	}()
-
-	cfgJSON, err := json.Marshal(sp)
-	if err != nil {
-		return 0, fmt.Errorf("encode config: %w", err)
-	}
-	if err := writeStateFile(filepath.Join(dir, "config.json"), cfgJSON, 0o600); err != nil {
-		return 0, err
-	}
-	// The init gets the seccomp filter compiled, and the spec without the profile.
-	initSpec := sp
-	var filter *seccompBPF
-	if sp.Linux.Seccomp != nil {
-		if filter, err = r.seccompFor(sp.Linux.Seccomp); err != nil {
-			return 0, err
-		}
-		cp, lx := *sp, *sp.Linux
-		lx.Seccomp = nil
-		cp.Linux = &lx
-		initSpec = &cp
-	}
-	fifo := r.fifoPath(id)
-	if err := unix.Mkfifo(fifo, 0o600); err != nil {
-		return 0, fmt.Errorf("create exec fifo: %w", err)
-	}
-	// World-writable like runc's: a user-namespaced init runs as an unprivileged host uid and
-	// reopens the fifo through /proc/self/fd. The 0700 state directory keeps others out.
-	if err := os.Chmod(fifo, 0o622); err != nil {
-		return 0, fmt.Errorf("chmod exec fifo: %w", err)
-	}
-	fifoFD, err := unix.Open(fifo, unix.O_PATH|unix.O_CLOEXEC, 0)
+	fifoFD, err := unix.Open(r.fifoPath(id), unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0, fmt.Errorf("open exec fifo: %w", err)
 	}
@@ -387,64 +308,35 @@ func (r *Runtime) CreatePid(ctx context.Context, id, bundle string, opts CreateO
 		defer f.Close()
 		extra = append(extra, f)
 	}
-
-	cplan, err := planCgroup(id, sp.Linux.CgroupsPath, r.Host)
-	if err != nil {
-		return 0, fmt.Errorf("cgroup: %w", err)
-	}
-	cs := cplan.state
-	cfg := initConfig{
-		Mode: initModeCreate, ID: id, Spec: initSpec, Rootfs: rootfs, Bundle: bundle,
-		Console: opts.ConsoleSocket != "", NewMountNS: newMount,
-		NewUTSNS:        plan.cloneFlags&unix.CLONE_NEWUTS != 0,
-		UnshareCgroupNS: plan.unshareCgns, Cgroup: cs, NoNewKeyring: opts.NoNewKeyring,
-		Seccomp: filter,
-	}
-	// Docker's usual container gets the C init (cinit.c), the others the Go init, and so does
-	// a spec the C program cannot carry (a NUL byte in a string, say: the Go init refuses it
-	// with its own message).
-	var prog []byte
-	cinit := !r.GoInit && cinitEligible(sp, plan, noProcess)
-	if cinit {
-		if prog, err = cinitProgram(&cfg); errors.Is(err, errNoCInit) {
-			cinit = false
-		} else if err != nil {
-			return 0, err
-		}
-	}
 	// The child starts first: its exec (and the Go init's runtime start) overlap the cgroup's
 	// creation, and it does nothing before it has its config, which it gets once it is in the
 	// cgroup. The C init gets its program at once and mounts the rootfs while the cgroup is
 	// made; it waits for the byte below before anything that needs the cgroup.
-	ch, err = r.startChild(ctx, plan.cloneFlags, sp, plan.join, plan.joinPID, cinit, extra, opts.Stdio)
+	ch, err = r.startChild(ctx, c.plan.cloneFlags, sp, c.plan.join, c.plan.joinPID, c.cinit, extra, opts.Stdio)
 	if err != nil {
 		return 0, err
 	}
-	if cinit {
-		if _, err := ch.sync.Write(prog); err != nil {
+	if c.cinit {
+		if _, err := ch.sync.Write(c.prog); err != nil {
 			return 0, fmt.Errorf("send config to container init: %w", err)
 		}
 	}
-	var res *specs.LinuxResources
-	if sp.Linux != nil {
-		res = sp.Linux.Resources
+	if err := c.makeCgroup(); err != nil {
+		return 0, err
 	}
-	if err := makeCgroup(cplan, res, sp.Linux.Devices); err != nil {
-		return 0, fmt.Errorf("cgroup: %w", err)
-	}
-	cg = &cs
+	cg = &c.cplan.state
 	if err := cg.addProc(ch.pid); err != nil {
 		return 0, fmt.Errorf("join cgroup: %w", err)
 	}
-	if cinit {
+	if c.cinit {
 		// An init that failed before waiting for this byte has its error on the socket
 		// already: the loop below reads it (or EOF), so a failed write is not the error.
 		_, _ = ch.sync.Write([]byte{1})
-	} else if err := ch.enc.Encode(cfg); err != nil {
+	} else if err := ch.enc.Encode(c.cfg); err != nil {
 		return 0, fmt.Errorf("send config to container init: %w", err)
 	}
 	// runtime-tools (and runc) report "created" to prestart/createRuntime hooks.
-	hookState := specs.State{Version: specs.Version, ID: id, Status: specs.StateCreated, Pid: ch.pid, Bundle: bundle, Annotations: sp.Annotations}
+	hookState := specs.State{Version: specs.Version, ID: id, Status: specs.StateCreated, Pid: ch.pid, Bundle: c.bundle, Annotations: sp.Annotations}
 	for done := false; !done; {
 		m, err := ch.readMsg()
 		if err != nil {
@@ -478,16 +370,8 @@ func (r *Runtime) CreatePid(ctx context.Context, id, bundle string, opts CreateO
 	if err != nil {
 		return 0, fmt.Errorf("read init start time: %w", err)
 	}
-	owner := ""
-	if u, err := user.Current(); err == nil {
-		owner = u.Username
-	}
-	st := &containerState{ID: id, Bundle: bundle, Rootfs: rootfs, Pid: ch.pid, StartTime: start,
-		Created: time.Now().UTC(), Owner: owner, Annotations: sp.Annotations, Cgroup: cs,
-		Spec: &specInfo{NoProcess: noProcess}}
-	if sp.Hooks != nil {
-		st.Spec.Poststart, st.Spec.Poststop = sp.Hooks.Poststart, sp.Hooks.Poststop
-	}
+	st := c.state()
+	st.Pid, st.StartTime = ch.pid, start
 	if err := r.save(st); err != nil {
 		return 0, err
 	}
@@ -504,6 +388,179 @@ func (r *Runtime) CreatePid(ctx context.Context, id, bundle string, opts CreateO
 	pid = ch.pid
 	ch = nil
 	return pid, nil
+}
+
+// creation is a container on its way in: what CreatePid and Prepare work out from the bundle
+// before the init starts. Its state directory exists, with config.json and the exec fifo.
+type creation struct {
+	id, bundle, rootfs, dir string
+	sp                      *specs.Spec
+	noProcess               bool
+	plan                    nsPlan
+	cplan                   cgroupPlan
+	cfg                     initConfig
+	// cinit is true when the C init takes the container, with prog as its program.
+	cinit bool
+	prog  []byte
+}
+
+// begin validates the bundle, or sp when not nil (the bundle's config, which begin may change),
+// and makes the container's state directory; on failure it leaves nothing behind.
+func (r *Runtime) begin(id, bundle string, sp *specs.Spec, console, noNewKeyring bool) (_ *creation, retErr error) {
+	if err := validateID(id); err != nil {
+		return nil, err
+	}
+	bundle, err := filepath.Abs(bundle)
+	if err != nil {
+		return nil, fmt.Errorf("bundle path: %w", err)
+	}
+	if sp == nil {
+		if sp, err = LoadBundleSpec(bundle); err != nil {
+			return nil, err
+		}
+	} else if err := validateSpec(sp); err != nil {
+		return nil, err
+	}
+	rootfs := sp.Root.Path
+	if !filepath.IsAbs(rootfs) {
+		rootfs = filepath.Join(bundle, rootfs)
+	}
+	if fi, err := os.Stat(rootfs); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("rootfs %s is not a directory: %w", rootfs, errdefs.ErrInvalidArgument)
+	}
+	noProcess := sp.Process == nil
+	if noProcess {
+		sp.Process = &specs.Process{Cwd: "/"}
+	}
+	plan, err := planNamespaces(sp.Linux.Namespaces)
+	if err != nil {
+		return nil, err
+	}
+	// The rootfs is set up in the container's own mount namespace, new or joined by path (as
+	// runc does). Without one the mounts would land in the host's namespace: refused.
+	newMount := plan.cloneFlags&unix.CLONE_NEWNS != 0 || plan.joinMount
+	if !newMount {
+		return nil, fmt.Errorf("config: a mount namespace is required: %w", errdefs.ErrInvalidArgument)
+	}
+	if sp.Process.Terminal && !console {
+		return nil, fmt.Errorf("process.terminal is set but no console socket was given: %w", errdefs.ErrInvalidArgument)
+	}
+	rl, warnings, err := clampRlimits(sp.Process.Rlimits, currentHardLimit)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range warnings {
+		r.log().Warn(w, "container", id)
+	}
+	sp.Process.Rlimits = rl
+
+	if err := os.MkdirAll(r.Root, 0o700); err != nil {
+		return nil, fmt.Errorf("create runtime root: %w", err)
+	}
+	dir := r.dir(id)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("container with id %q already exists: %w", id, errdefs.ErrAlreadyExists)
+		}
+		return nil, fmt.Errorf("create container state dir: %w", err)
+	}
+	defer func() {
+		if retErr != nil {
+			_ = os.RemoveAll(dir)
+		}
+	}()
+	// The init gets the seccomp filter compiled, and the spec without the profile.
+	initSpec := sp
+	var filter *seccompBPF
+	if sp.Linux.Seccomp != nil {
+		if filter, err = r.seccompFor(sp.Linux.Seccomp); err != nil {
+			return nil, err
+		}
+		cp, lx := *sp, *sp.Linux
+		lx.Seccomp = nil
+		cp.Linux = &lx
+		initSpec = &cp
+	}
+	fifo := r.fifoPath(id)
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		return nil, fmt.Errorf("create exec fifo: %w", err)
+	}
+	// World-writable like runc's: a user-namespaced init runs as an unprivileged host uid and
+	// reopens the fifo through /proc/self/fd. The 0700 state directory keeps others out.
+	if err := os.Chmod(fifo, 0o622); err != nil {
+		return nil, fmt.Errorf("chmod exec fifo: %w", err)
+	}
+	cplan, err := planCgroup(id, sp.Linux.CgroupsPath, r.Host)
+	if err != nil {
+		return nil, fmt.Errorf("cgroup: %w", err)
+	}
+	c := &creation{id: id, bundle: bundle, rootfs: rootfs, dir: dir, sp: sp, noProcess: noProcess,
+		plan: plan, cplan: cplan}
+	c.cfg = initConfig{
+		Mode: initModeCreate, ID: id, Spec: initSpec, Rootfs: rootfs, Bundle: bundle,
+		Console: console, NewMountNS: newMount,
+		NewUTSNS:        plan.cloneFlags&unix.CLONE_NEWUTS != 0,
+		UnshareCgroupNS: plan.unshareCgns, Cgroup: cplan.state, NoNewKeyring: noNewKeyring,
+		Seccomp: filter,
+	}
+	// Docker's usual container gets the C init (cinit.c), the others the Go init, and so does
+	// a spec the C program cannot carry (a NUL byte in a string, say: the Go init refuses it
+	// with its own message).
+	c.cinit = !r.GoInit && cinitEligible(sp, plan, noProcess)
+	if c.cinit {
+		if c.prog, err = cinitProgram(&c.cfg); errors.Is(err, errNoCInit) {
+			c.cinit = false
+		} else if err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// saveConfig keeps the container's config in its state directory (Exec and the hooks read it).
+func (c *creation) saveConfig() error {
+	b, err := json.Marshal(c.sp)
+	if err != nil {
+		return fmt.Errorf("encode config: %w", err)
+	}
+	return writeStateFile(filepath.Join(c.dir, "config.json"), b, 0o600)
+}
+
+// makeCgroup creates the container's cgroup with the spec's resources.
+func (c *creation) makeCgroup() error {
+	var res *specs.LinuxResources
+	if c.sp.Linux != nil {
+		res = c.sp.Linux.Resources
+	}
+	if err := makeCgroup(c.cplan, res, c.sp.Linux.Devices); err != nil {
+		return fmt.Errorf("cgroup: %w", err)
+	}
+	return nil
+}
+
+// state is the container's state.json content, without the init's PID and start time.
+func (c *creation) state() *containerState {
+	owner := ""
+	if u, err := user.Current(); err == nil {
+		owner = u.Username
+	}
+	st := &containerState{ID: c.id, Bundle: c.bundle, Rootfs: c.rootfs,
+		Created: time.Now().UTC(), Owner: owner, Annotations: c.sp.Annotations, Cgroup: c.cplan.state,
+		Spec: &specInfo{NoProcess: c.noProcess}}
+	if c.sp.Hooks != nil {
+		st.Spec.Poststart, st.Spec.Poststop = c.sp.Hooks.Poststart, c.sp.Hooks.Poststop
+	}
+	return st
+}
+
+// dropCgroup ends whatever runs in a container's cgroup that failed to come up, and removes it.
+func (r *Runtime) dropCgroup(id string, cg cgroupState) {
+	if err := cg.killAll(unix.SIGKILL); err != nil {
+		r.log().Warn("cleanup: kill container processes", "container", id, "err", err)
+	}
+	if err := cg.remove(); err != nil {
+		r.log().Warn("cleanup: remove cgroup", "container", id, "err", err)
+	}
 }
 
 func writePidFile(path string, pid int) error {
