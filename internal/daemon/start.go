@@ -225,14 +225,16 @@ func (d *Daemon) startLocked(ctx context.Context, c *ctr) (retErr error) {
 		}
 	}
 	c.attachWaiters = nil
-	if err := h.client.Start(ctx); err != nil {
+	st, ok, err := h.client.Start(ctx)
+	if err != nil {
 		_ = h.client.Kill(context.WithoutCancel(ctx), syscall.SIGKILL, true)
 		return fmt.Errorf("start container: %w", err)
 	}
 	phase("started")
-	st, err := h.client.State(ctx)
-	if err != nil {
-		return fmt.Errorf("container state: %w", err)
+	if !ok {
+		if st, err = h.client.State(ctx); err != nil {
+			return fmt.Errorf("container state: %w", err)
+		}
 	}
 	rec.Generation++
 	rec.State = ctrState{

@@ -96,8 +96,29 @@ func (c *Client) status(ctx context.Context, path string) (Status, error) {
 var ErrShimGone = errors.New("shim gone")
 
 // Start releases the created container.
-func (c *Client) Start(ctx context.Context) error {
-	return c.do(ctx, http.MethodPost, "/start", nil, nil)
+// It returns the container's status right after; ok is false when the shim (one of an older
+// berth) answered without it, and State tells then.
+func (c *Client) Start(ctx context.Context) (st Status, ok bool, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://shim/start", nil)
+	if err != nil {
+		return st, false, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return st, false, fmt.Errorf("shim /start: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return st, false, fmt.Errorf("shim /start: %s", strings.TrimSpace(string(b)))
+	}
+	if resp.StatusCode == http.StatusNoContent {
+		return st, false, nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return st, false, fmt.Errorf("shim /start: %w", err)
+	}
+	return st, true, nil
 }
 
 // Kill sends sig to the init, or to every process when all is set.

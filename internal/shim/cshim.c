@@ -1397,7 +1397,8 @@ static void finish_start(int ok, const char *msg) {
 		}
 		c->start_wait = 0;
 		if (ok) {
-			respond(c, 204, "", "", 0);
+			// The status saves the caller a /state round trip (an exit may show already).
+			respond_status(c);
 		} else {
 			char m[600];
 			snprintf(m, sizeof m, "start container: %s", msg);

@@ -178,7 +178,7 @@ func TestShimLogsAndExitCode(t *testing.T) {
 	if st, err := s.State(ctx); err != nil || st.State != "created" || st.Pid == 0 || !st.StartedAt.IsZero() {
 		t.Fatalf("state before start = %+v, %v", st, err)
 	}
-	if err := s.Start(ctx); err != nil {
+	if _, _, err := s.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	st, err := s.Wait(ctx)
@@ -225,7 +225,7 @@ func TestShimLogParity(t *testing.T) {
 	script := `printf 'a\001\033[1m<b>&\342\200\250 \377\300\200 \355\240\200 \360\237\230\200 \t"q"\\ \r\n'; ` +
 		`head -c 40000 /dev/zero | tr '\0' x; printf '\nlast\342\200'`
 	s := startShim(t, Config{}, "/bin/sh", "-c", script)
-	if err := s.Start(ctx); err != nil {
+	if _, _, err := s.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Wait(ctx); err != nil {
@@ -331,7 +331,7 @@ func TestShimAttachMultiplexedWithStdin(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if err := s.Start(ctx); err != nil {
+	if _, _, err := s.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := conn.Write([]byte("hello\n")); err != nil {
@@ -355,13 +355,13 @@ func TestShimKill(t *testing.T) {
 	ctx := context.Background()
 	// The init is PID 1 of its namespace: only signals it handles reach it.
 	s := startShim(t, Config{}, "/bin/sh", "-c", "trap 'exit 42' USR1; while :; do sleep 1 & wait; done")
-	if err := s.Start(ctx); err != nil {
-		t.Fatal(err)
+	if st, ok, err := s.Start(ctx); err != nil || !ok || st.State != "running" || st.Pid <= 0 || st.StartedAt.IsZero() {
+		t.Fatalf("start = %+v, %v, %v", st, ok, err)
 	}
 	if st, err := s.State(ctx); err != nil || st.State != "running" || st.StartedAt.IsZero() {
 		t.Fatalf("state = %+v, %v", st, err)
 	}
-	if err := s.Start(ctx); err == nil || !strings.Contains(err.Error(), "is running, not created") {
+	if _, _, err := s.Start(ctx); err == nil || !strings.Contains(err.Error(), "is running, not created") {
 		t.Fatalf("second start: %v", err)
 	}
 	if err := s.Kill(ctx, 0, false); err == nil || !strings.Contains(err.Error(), "invalid signal") {
@@ -384,7 +384,7 @@ func TestShimKill(t *testing.T) {
 			t.Fatalf("wait = %+v; want 42", st)
 		}
 	}
-	if err := s.Start(ctx); err == nil {
+	if _, _, err := s.Start(ctx); err == nil {
 		t.Fatal("start of an exited container succeeded")
 	}
 }
@@ -392,7 +392,7 @@ func TestShimKill(t *testing.T) {
 func TestShimKillAll(t *testing.T) {
 	ctx := context.Background()
 	s := startShim(t, Config{}, "/bin/sh", "-c", "sleep 100 & sleep 100; wait")
-	if err := s.Start(ctx); err != nil {
+	if _, _, err := s.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Kill(ctx, syscall.SIGKILL, true); err != nil {
@@ -420,7 +420,7 @@ func TestShimTTY(t *testing.T) {
 	if err := s.Resize(ctx, 33, 99); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Start(ctx); err != nil {
+	if _, _, err := s.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := conn.Write([]byte("abc\r")); err != nil {
@@ -445,7 +445,7 @@ func TestShimTTY(t *testing.T) {
 func TestShimExec(t *testing.T) {
 	ctx := context.Background()
 	s := startShim(t, Config{}, "/bin/sleep", "100")
-	if err := s.Start(ctx); err != nil {
+	if _, _, err := s.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	conn, br, err := s.Exec(ctx, ExecRequest{ID: "e1", Stdin: true, Process: specs.Process{Args: []string{"/bin/sh", "-c", "cat; echo err >&2; exit 7"}, Cwd: "/"}})
@@ -532,7 +532,7 @@ func TestShimStdinOnceDroppedClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if err := s.Start(ctx); err != nil {
+	if _, _, err := s.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	st, err := s.Wait(ctx)
@@ -558,7 +558,7 @@ func TestShimStdinOnceDroppedClient(t *testing.T) {
 func TestShimTermAfterExit(t *testing.T) {
 	ctx := context.Background()
 	s := startShim(t, Config{}, "/bin/sleep", "100")
-	if err := s.Start(ctx); err != nil {
+	if _, _, err := s.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	st, err := s.State(ctx)
@@ -605,7 +605,7 @@ func TestShimLogDiskFull(t *testing.T) {
 	ctx := context.Background()
 	s := startShim(t, Config{LogPath: filepath.Join(dir, "log.json")}, "/bin/sh", "-c",
 		`i=0; while [ $i -lt 2000 ]; do echo "line $i of output that fills the disk"; i=$((i+1)); done`)
-	if err := s.Start(ctx); err != nil {
+	if _, _, err := s.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := s.Wait(ctx); err != nil || st.ExitCode != 0 {
