@@ -196,18 +196,6 @@ func (d *Daemon) startLocked(ctx context.Context, c *ctr) (retErr error) {
 		return invalid(err)
 	}
 	phase("spec")
-	b, err := json.Marshal(spec)
-	if err != nil {
-		return err
-	}
-	// No fsync: the bundle's config.json is regenerated at every start and read only by the
-	// shim launched below, after this write. A crash leaves at worst a torn file that nothing
-	// reads before the next start rewrites it; the container's record in bbolt is what
-	// survives crashes. (The runtime copies it into its own state at create.)
-	if err := os.WriteFile(filepath.Join(d.ctrDir(id), "config.json"), b, 0o600); err != nil {
-		return fmt.Errorf("write container config: %w", err)
-	}
-	phase("config written")
 	// The previous run's shim deletes its container from the runtime only a while after the
 	// exit, and only if the daemon has not: do it now, or the create below would find it.
 	_ = d.runtime().Delete(ctx, id, true)
@@ -504,6 +492,18 @@ func (d *Daemon) launchShim(ctx context.Context, rec *ctrRecord, spec *specs.Spe
 	}
 	if !errors.Is(err, linux.ErrNotPrepared) {
 		return nil, errdefs.ErrUnknown.WithMessage("failed to create container: create container: " + err.Error())
+	}
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return nil, err
+	}
+	// The shim below reads the bundle's config.json (a prepared container needs none). No
+	// fsync: it is regenerated at every start and read only by that shim, after this write. A
+	// crash leaves at worst a torn file that nothing reads before the next start rewrites it;
+	// the container's record in bbolt is what survives crashes. (The runtime copies it into its
+	// own state at create.)
+	if err := os.WriteFile(filepath.Join(d.ctrDir(rec.ID), "config.json"), b, 0o600); err != nil {
+		return nil, fmt.Errorf("write container config: %w", err)
 	}
 	args := []string{"shim", "--id", rec.ID, "--bundle", d.ctrDir(rec.ID), "--dir", dir,
 		"--log", cfg.LogPath, "--runtime-root", cfg.RuntimeRoot}

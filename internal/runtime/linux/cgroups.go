@@ -206,20 +206,50 @@ func makeV1Fast(st cgroupState, r *specs.LinuxResources) error {
 			}
 		}
 	}
-	if d := st.v1Dir(string(cgroup1.Devices)); d != "" {
-		for _, dev := range r.Devices {
-			file := "devices.deny"
-			if dev.Allow {
-				file = "devices.allow"
+	if d := st.v1Dir(string(cgroup1.Devices)); d != "" && len(r.Devices) > 0 {
+		return writeDeviceRules(d, r.Devices)
+	}
+	return nil
+}
+
+// writeDeviceRules applies rules in order to the v1 devices cgroup in dir. The kernel takes one
+// rule per write(2), so each file is opened once for all its rules (Docker's usual container has
+// two dozen).
+func writeDeviceRules(dir string, rules []specs.LinuxDeviceCgroup) (retErr error) {
+	var allow, deny *os.File
+	defer func() {
+		for _, f := range []*os.File{allow, deny} {
+			if f != nil {
+				if err := f.Close(); err != nil && retErr == nil {
+					retErr = err
+				}
 			}
-			typ := dev.Type
-			if typ == "" {
-				typ = "a"
+		}
+	}()
+	open := func(f **os.File, name string) (*os.File, error) {
+		if *f == nil {
+			var err error
+			if *f, err = os.OpenFile(filepath.Join(dir, name), os.O_WRONLY, 0); err != nil {
+				return nil, err
 			}
-			rule := fmt.Sprintf("%s %s:%s %s", typ, deviceNumber(dev.Major), deviceNumber(dev.Minor), dev.Access)
-			if err := writeFile(filepath.Join(d, file), []byte(rule)); err != nil {
-				return err
-			}
+		}
+		return *f, nil
+	}
+	for _, dev := range rules {
+		f, err := open(&deny, "devices.deny")
+		if dev.Allow {
+			f, err = open(&allow, "devices.allow")
+		}
+		if err != nil {
+			return err
+		}
+		typ := dev.Type
+		if typ == "" {
+			typ = "a"
+		}
+		rule := fmt.Sprintf("%s %s:%s %s", typ, deviceNumber(dev.Major), deviceNumber(dev.Minor), dev.Access)
+		if _, err := f.WriteString(rule); err != nil {
+			return fmt.Errorf("write %s to %s: %w", rule, f.Name(), err)
 		}
 	}
 	return nil
