@@ -799,7 +799,12 @@ static void ready(void) {
 	write_all(FD_SYNC, msg, sizeof msg - 1);
 	S.ready_sent = 1;
 	close(FD_SYNC);
-	// Blocks until Start opens the fifo for reading. The write end stays open (close-on-exec)
+}
+
+static void wait_start(void) {
+	// Blocks until Start opens the fifo for reading. The init may have switched user and
+	// dropped its capabilities: the fifo is writable by all (mode 0622) and a process may
+	// always reopen its own descriptors through /proc/self/fd. The write end stays open (close-on-exec)
 	// until the exec: Start reads EOF exactly when the user's process replaced this one.
 	S.fifo = open("/proc/self/fd/4", O_WRONLY | O_CLOEXEC);
 	if (S.fifo < 0) {
@@ -929,6 +934,9 @@ static void run(struct op *ops, size_t n) {
 			break;
 		case CI_READY:
 			ready();
+			break;
+		case CI_WAIT_START:
+			wait_start();
 			break;
 		case CI_RLIMIT: {
 			struct rlimit rl = {.rlim_cur = num(o, 1), .rlim_max = num(o, 2)};

@@ -29,7 +29,7 @@ enum {
 	CI_ARG,         // s0: next argv entry
 	CI_ENV,         // s0: next environment entry
 	CI_CLOSEFDS,    // mark every descriptor above 2 close-on-exec
-	CI_READY,       // report ready, then wait for Start on the exec fifo
+	CI_READY,       // report ready
 	CI_RLIMIT,      // i0 resource, i1 soft, i2 hard; s0 its name
 	CI_NNP,         // set no_new_privs
 	CI_SECCOMP,     // i0 flags; s0 the BPF program (struct sock_filter array)
@@ -43,6 +43,7 @@ enum {
 	CI_AMBIENT,     // i0: ambient set
 	CI_EXEC,        // execve the looked-up path with the ARG/ENV lists
 	CI_JOINED,      // wait until the runtime moved this process into its cgroup (one byte)
+	CI_WAIT_START,  // wait for Start on the exec fifo (after CI_READY)
 	CI_MAX
 };
 

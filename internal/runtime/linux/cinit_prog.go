@@ -56,6 +56,7 @@ const (
 	ciAmbient
 	ciExec
 	ciJoined
+	ciWaitStart
 	ciMax
 )
 
@@ -204,7 +205,10 @@ func cinitProgram(cfg *initConfig) ([]byte, error) {
 	prog.op(ciCloseFDs, nil)
 	prog.op(ciReady, nil)
 
-	// After Start: finalizeAndExec's order.
+	// Then finalizeAndExec's order, but before Start as runc has it: only the exec waits for
+	// Start, so that the capabilities, the user switch and the seccomp load (0.7 ms) overlap
+	// the daemon's work between create and start. The filter must let the init open and write
+	// the exec fifo, as runc's must.
 	for _, rl := range p.Rlimits {
 		prog.op(ciRlimit, []uint64{uint64(rlimitTypes[rl.Type]), rl.Soft, rl.Hard}, rl.Type)
 	}
@@ -255,6 +259,7 @@ func cinitProgram(cfg *initConfig) ([]byte, error) {
 	if p.NoNewPrivileges {
 		seccompOp()
 	}
+	prog.op(ciWaitStart, nil)
 	prog.op(ciExec, nil)
 	if prog.err != nil {
 		return nil, prog.err

@@ -94,10 +94,11 @@ func TestCInitProgram(t *testing.T) {
 		return i
 	}
 	// The Go init's order: rootfs, pivot, sysctls, masks; then ready; then rlimits, no_new_privs,
-	// capabilities around the user switch and seccomp last (no_new_privs is set).
+	// capabilities around the user switch and seccomp last (no_new_privs is set); only the exec
+	// waits for Start, as in runc.
 	order := []uint32{ciSetsid, ciKeyring, ciMountHost, ciOpenRoot, ciMount, ciMknod, ciPivot, ciWrite, ciMask, ciRdonly,
 		ciHostname, ciChdir, ciLookpath, ciArg, ciEnv, ciCloseFDs, ciReady, ciRlimit, ciNNP, ciCapBset, ciKeepCaps,
-		ciSetgroups, ciSetgid, ciSetuid, ciCapset, ciAmbient, ciSeccomp, ciExec}
+		ciSetgroups, ciSetgid, ciSetuid, ciCapset, ciAmbient, ciSeccomp, ciWaitStart, ciExec}
 	prev := -1
 	for _, c := range order {
 		i := idx(c)
@@ -106,8 +107,8 @@ func TestCInitProgram(t *testing.T) {
 		}
 		prev = i
 	}
-	if last(ciExec) != len(ops)-1 {
-		t.Fatal("exec is not last")
+	if last(ciExec) != len(ops)-1 || idx(ciWaitStart) != len(ops)-2 {
+		t.Fatal("the wait for Start and the exec are not last")
 	}
 	// The init waits to be in its cgroup once, before the cgroup mount, and makes its cgroup
 	// namespace right after.
