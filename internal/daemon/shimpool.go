@@ -175,11 +175,12 @@ func (s *spareShim) assign(ctx context.Context, job []byte, finish func() error)
 		_ = s.cmd.Process.Kill()
 		return "", false, fmt.Errorf("hand job to spare shim: %w", err)
 	}
-	if err := finish(); err != nil {
-		_ = s.cmd.Process.Kill()
-		return "", true, err
-	}
-	if _, err := s.conn.Write([]byte{1}); err != nil {
+	ferr := finish()
+	if ferr != nil {
+		// The spare reads EOF instead of the byte: it kills the init it started and reports;
+		// its report is awaited below, so that no process of the container outlives the error.
+		_ = syscall.Shutdown(int(s.conn.Fd()), syscall.SHUT_WR)
+	} else if _, err := s.conn.Write([]byte{1}); err != nil {
 		_ = s.cmd.Process.Kill()
 		return "", true, fmt.Errorf("spare shim: %w", err)
 	}
@@ -194,6 +195,9 @@ func (s *spareShim) assign(ctx context.Context, job []byte, finish func() error)
 	}()
 	select {
 	case r := <-resc:
+		if ferr != nil {
+			return "", true, ferr
+		}
 		return r.line, true, r.err
 	case <-ctx.Done():
 		_ = s.cmd.Process.Kill()

@@ -2838,6 +2838,22 @@ static int parse_job(char *b, size_t n, struct job *j) {
 
 static int job_flag(const struct job *j, int tag) { return j->s[tag] != NULL && j->s[tag][0] == '1'; }
 
+// job_env is the value of the init's environment variable name, or NULL.
+static const char *job_env(const struct job *j, const char *name) {
+	size_t n = strlen(name);
+	for (size_t i = 0; i < j->nenv; i++) {
+		if (strncmp(j->env[i], name, n) == 0 && j->env[i][n] == '=') {
+			return j->env[i] + n + 1;
+		}
+	}
+	return NULL;
+}
+
+// The C init (internal/runtime/linux/cinit.c), in the same binary whenever the runtime is: weak,
+// so that this package links (and its tests run) without it, and the spare then execs
+// "berth init" instead.
+extern void berth_cinit_direct(const char *nsenter) __attribute__((weak, noreturn));
+
 static int spare_report_fd = 3;
 static int spare_initpid;
 
@@ -3091,6 +3107,11 @@ static void spare(char **argv) {
 	}
 	if (pid == 0) {
 		if (move_fds(child, nchild) == 0) {
+			if (berth_cinit_direct != NULL) {
+				// This process is single-threaded C: the child runs the C init as it is, with
+				// no exec of "berth init" (~0.5 ms).
+				berth_cinit_direct(job_env(&j, "_BERTH_NSENTER"));
+			}
 			execve("/proc/self/exe", init_argv, j.env);
 		}
 		_exit(127);

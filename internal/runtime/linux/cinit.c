@@ -1085,12 +1085,46 @@ static int is_init_cmd(void) {
 	return (ssize_t)a0 + 1 < n && strcmp(b + a0 + 1, "init") == 0;
 }
 
-void berth_cinit(void) {
-	const char *env = getenv(BERTH_CINIT_ENV);
-	if (env == NULL || *env == '\0' || !is_init_cmd()) {
-		return;
+// berth_join_namespaces joins the namespaces of spec, a newline-separated list of "flag:path"
+// entries (flag: the CLONE_NEW* value in decimal) in the caller's order; on failure it writes a
+// message to stderr and exits. It must run before any thread exists.
+void berth_join_namespaces(const char *spec) {
+	char *copy = strdup(spec);
+	if (copy == NULL) {
+		fprintf(stderr, "berth nsenter: out of memory\n");
+		_exit(1);
 	}
-	unsetenv(BERTH_CINIT_ENV);
+	int fds[16];
+	int flags[16];
+	int n = 0;
+	char *save = NULL;
+	for (char *tok = strtok_r(copy, "\n", &save); tok != NULL && n < 16; tok = strtok_r(NULL, "\n", &save)) {
+		char *colon = strchr(tok, ':');
+		if (colon == NULL) {
+			fprintf(stderr, "berth nsenter: bad entry %s\n", tok);
+			_exit(1);
+		}
+		*colon = '\0';
+		flags[n] = atoi(tok);
+		fds[n] = open(colon + 1, O_RDONLY | O_CLOEXEC);
+		if (fds[n] < 0) {
+			fprintf(stderr, "berth nsenter: open %s: %s\n", colon + 1, strerror(errno));
+			_exit(1);
+		}
+		n++;
+	}
+	for (int i = 0; i < n; i++) {
+		if (setns(fds[i], flags[i]) < 0) {
+			fprintf(stderr, "berth nsenter: setns %d: %s\n", flags[i], strerror(errno));
+			_exit(1);
+		}
+		close(fds[i]);
+	}
+	free(copy);
+}
+
+// start reads the program from the sync socket and runs it; it never returns.
+static void start(void) {
 	reset_signals();
 	fcntl(FD_SYNC, F_SETFD, FD_CLOEXEC);
 	uint32_t hdr[2];
@@ -1112,4 +1146,24 @@ void berth_cinit(void) {
 	struct op *ops = parse(b, hdr[1], &n);
 	free(b);
 	run(ops, n);
+}
+
+void berth_cinit(void) {
+	const char *env = getenv(BERTH_CINIT_ENV);
+	if (env == NULL || *env == '\0' || !is_init_cmd()) {
+		return;
+	}
+	unsetenv(BERTH_CINIT_ENV);
+	start();
+}
+
+// berth_cinit_direct is the C init for a process that is already a copy of a single-threaded C
+// process (a spare shim's child, see cshim.c) rather than an exec of "berth init": it joins the
+// namespaces of nsenter (NULL or empty: none) and runs the program from fd 3, with fd 4 and
+// fd 5 as for berth_cinit. It never returns.
+void berth_cinit_direct(const char *nsenter) {
+	if (nsenter != NULL && *nsenter != '\0') {
+		berth_join_namespaces(nsenter);
+	}
+	start();
 }

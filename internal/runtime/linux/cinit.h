@@ -55,5 +55,7 @@ enum {
 };
 
 void berth_cinit(void);
+void berth_cinit_direct(const char *nsenter);
+void berth_join_namespaces(const char *spec);
 
 #endif

@@ -29,38 +29,7 @@ __attribute__((constructor)) static void berth_nsenter(void) {
 		berth_cinit();
 		return;
 	}
-	char *copy = strdup(spec);
-	if (copy == NULL) {
-		fprintf(stderr, "berth nsenter: out of memory\n");
-		_exit(1);
-	}
-	int fds[16];
-	int flags[16];
-	int n = 0;
-	char *save = NULL;
-	for (char *tok = strtok_r(copy, "\n", &save); tok != NULL && n < 16; tok = strtok_r(NULL, "\n", &save)) {
-		char *colon = strchr(tok, ':');
-		if (colon == NULL) {
-			fprintf(stderr, "berth nsenter: bad entry %s\n", tok);
-			_exit(1);
-		}
-		*colon = '\0';
-		flags[n] = atoi(tok);
-		fds[n] = open(colon + 1, O_RDONLY | O_CLOEXEC);
-		if (fds[n] < 0) {
-			fprintf(stderr, "berth nsenter: open %s: %s\n", colon + 1, strerror(errno));
-			_exit(1);
-		}
-		n++;
-	}
-	for (int i = 0; i < n; i++) {
-		if (setns(fds[i], flags[i]) < 0) {
-			fprintf(stderr, "berth nsenter: setns %d: %s\n", flags[i], strerror(errno));
-			_exit(1);
-		}
-		close(fds[i]);
-	}
-	free(copy);
+	berth_join_namespaces(spec);
 	const char *forkfd = getenv("_BERTH_NSFORK");
 	if (forkfd != NULL && *forkfd != '\0') {
 		int fd = atoi(forkfd);
