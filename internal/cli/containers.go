@@ -43,18 +43,6 @@ func (c *cli) newContainerCommand() *cobra.Command {
 	return cmd
 }
 
-// containerShortcuts are the top-level verbs (`berth run`, `berth ps`, ...).
-func (c *cli) containerShortcuts() []*cobra.Command {
-	return []*cobra.Command{
-		c.newRunCommand(), c.newCreateCommand(), c.newStartCommand(), c.newStopCommand(),
-		c.newRestartCommand(), c.newKillCommand(), c.newRmCommand("rm"), c.newPsCommand("ps"),
-		c.newLogsCommand(), c.newWaitCommand(), c.newTopCommand(), c.newStatsCommand(),
-		c.newAttachCommand(), c.newExecCommand(), c.newPauseCommand(true), c.newPauseCommand(false),
-		c.newRenameCommand(), c.newUpdateCommand(), c.newCpCommand(), c.newDiffCommand(),
-		c.newExportCommand(),
-	}
-}
-
 func (c *cli) newCreateCommand() *cobra.Command {
 	var (
 		o  containerOpts

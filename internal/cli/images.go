@@ -49,21 +49,6 @@ func (c *cli) newImageCommand() *cobra.Command {
 	return cmd
 }
 
-// imageShortcuts are docker's top-level forms of the image verbs.
-func (c *cli) imageShortcuts() []*cobra.Command {
-	return []*cobra.Command{
-		c.newImagesCommand("images [OPTIONS] [REPOSITORY[:TAG]]"),
-		c.newRmiCommand("rmi [OPTIONS] IMAGE [IMAGE...]"),
-		c.newTagCommand("tag SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]"),
-		c.newSaveCommand("save [OPTIONS] IMAGE [IMAGE...]"),
-		c.newLoadCommand("load [OPTIONS]"),
-		c.newImportCommand("import [OPTIONS] file|URL|- [REPOSITORY[:TAG]]"),
-		c.newHistoryCommand("history [OPTIONS] IMAGE"),
-		c.newPullCommand("pull [OPTIONS] NAME[:TAG|@DIGEST]"),
-		c.newPushCommand("push [OPTIONS] NAME[:TAG]"),
-	}
-}
-
 func (c *cli) newImagesCommand(use string) *cobra.Command {
 	var (
 		all, quiet, digests, noTrunc bool

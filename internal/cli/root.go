@@ -72,7 +72,11 @@ func Execute() int {
 }
 
 func (c *cli) run(args []string) int {
-	root := c.newRootCommand()
+	return c.execute(c.commandTree(args), args)
+}
+
+// execute runs args on the command tree root and returns the exit code.
+func (c *cli) execute(root *cobra.Command, args []string) int {
 	root.SetArgs(args)
 	// No signal handling here: `berth shim`, `berth init` and the OCI runtime verbs need the
 	// default dispositions. Client verbs that must clean up on ^C use interruptible.
@@ -106,7 +110,197 @@ func (c *cli) userError(err error) string {
 	return err.Error()
 }
 
+// newRootCommand returns the whole command tree.
 func (c *cli) newRootCommand() *cobra.Command {
+	root := c.newRoot()
+	c.addAllCommands(root)
+	return finishTree(root)
+}
+
+// addAllCommands gives root every subcommand, as help, suggestions and completion need.
+func (c *cli) addAllCommands(root *cobra.Command) {
+	for _, name := range strings.Fields(topCommandNames) {
+		root.AddCommand(c.topCommand(name))
+	}
+}
+
+// commandTree returns the command tree that args need. Building every command costs a
+// short-lived process ~100 page faults (~0.3 ms here) that `berth run` waits for, so when
+// args name a subcommand (after global flags only) the root gets that subcommand alone, and
+// `berth --version` gets none; anything else (no verb, an unknown one, `help`, a help flag
+// before the verb) gets the whole tree. A subcommand's help, usage and errors do not depend
+// on its siblings (TestLazyTreeMatchesFullTree).
+func (c *cli) commandTree(args []string) *cobra.Command {
+	root := c.newRoot()
+	verb, version, ok := scanGlobalArgs(root, args)
+	switch {
+	case !ok:
+	case verb != "":
+		if cmd := c.topCommand(verb); cmd != nil {
+			root.AddCommand(cmd)
+			return finishTree(root)
+		}
+	case version:
+		return finishTree(root)
+	}
+	c.addAllCommands(root)
+	return finishTree(root)
+}
+
+// scanGlobalArgs finds the verb the way cobra's Traverse does: the first argument that is
+// neither a global flag nor a global flag's value. version reports --version or -v among the
+// global flags. ok is false if anything else comes first (an unknown flag, --help, a flag
+// whose value cobra might take differently), for which the caller builds the whole tree.
+func scanGlobalArgs(root *cobra.Command, args []string) (verb string, version, ok bool) {
+	fs := root.Flags()
+	takesValue := false
+	for _, arg := range args {
+		if takesValue {
+			takesValue = false
+			continue
+		}
+		switch {
+		case arg == "--version" || arg == "-v":
+			// Cobra defines the flag only once it has found the command: until then it
+			// takes the next argument for its value. Keep to the simple case.
+			version = true
+		case strings.HasPrefix(arg, "--"):
+			name, _, hasValue := strings.Cut(arg[2:], "=")
+			f := fs.Lookup(name)
+			if f == nil {
+				return "", false, false
+			}
+			takesValue = !hasValue && f.NoOptDefVal == ""
+		case strings.HasPrefix(arg, "-") && len(arg) > 1:
+			f := fs.ShorthandLookup(arg[1:2])
+			if f == nil || f.NoOptDefVal != "" {
+				return "", false, false
+			}
+			takesValue = len(arg) == 2
+		default:
+			if version {
+				return "", false, false
+			}
+			return arg, false, true
+		}
+	}
+	return "", version, !takesValue
+}
+
+// topCommandNames are the root's subcommands, in the order they were always added.
+const topCommandNames = "daemon version info events system image inspect container network port " +
+	"volume commit build login logout registry sim oci " +
+	"images rmi tag save load import history pull push " +
+	"run create start stop restart kill rm ps logs wait top stats attach exec pause unpause " +
+	"rename update cp diff export"
+
+// topCommand makes the root's subcommand that name (or one of its aliases) calls, or nil.
+func (c *cli) topCommand(name string) *cobra.Command {
+	switch name {
+	case "daemon":
+		return newDaemonCommand()
+	case "version":
+		return c.newVersionCommand()
+	case "info":
+		return c.newInfoCommand()
+	case "events":
+		return c.newEventsCommand()
+	case "system":
+		return c.newSystemCommand()
+	case "image":
+		return c.newImageCommand()
+	case "inspect":
+		return c.newInspectCommand()
+	case "container":
+		return c.newContainerCommand()
+	case "network":
+		return c.newNetworkCommand()
+	case "port":
+		return c.newPortCommand()
+	case "volume":
+		return c.newVolumeCommand()
+	case "commit":
+		return c.newCommitCommand()
+	case "build":
+		return c.newBuildCommand()
+	case "login":
+		return c.newLoginCommand()
+	case "logout":
+		return c.newLogoutCommand()
+	case "registry":
+		return newRegistryCommand()
+	case "sim":
+		return sim.NewCommand()
+	case "oci":
+		return ocicmd.NewCommand()
+	// docker's top-level forms of the image verbs
+	case "images":
+		return c.newImagesCommand("images [OPTIONS] [REPOSITORY[:TAG]]")
+	case "rmi":
+		return c.newRmiCommand("rmi [OPTIONS] IMAGE [IMAGE...]")
+	case "tag":
+		return c.newTagCommand("tag SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]")
+	case "save":
+		return c.newSaveCommand("save [OPTIONS] IMAGE [IMAGE...]")
+	case "load":
+		return c.newLoadCommand("load [OPTIONS]")
+	case "import":
+		return c.newImportCommand("import [OPTIONS] file|URL|- [REPOSITORY[:TAG]]")
+	case "history":
+		return c.newHistoryCommand("history [OPTIONS] IMAGE")
+	case "pull":
+		return c.newPullCommand("pull [OPTIONS] NAME[:TAG|@DIGEST]")
+	case "push":
+		return c.newPushCommand("push [OPTIONS] NAME[:TAG]")
+	// and of the container verbs
+	case "run":
+		return c.newRunCommand()
+	case "create":
+		return c.newCreateCommand()
+	case "start":
+		return c.newStartCommand()
+	case "stop":
+		return c.newStopCommand()
+	case "restart":
+		return c.newRestartCommand()
+	case "kill":
+		return c.newKillCommand()
+	case "rm", "remove":
+		return c.newRmCommand("rm")
+	case "ps", "list":
+		return c.newPsCommand("ps")
+	case "logs":
+		return c.newLogsCommand()
+	case "wait":
+		return c.newWaitCommand()
+	case "top":
+		return c.newTopCommand()
+	case "stats":
+		return c.newStatsCommand()
+	case "attach":
+		return c.newAttachCommand()
+	case "exec":
+		return c.newExecCommand()
+	case "pause":
+		return c.newPauseCommand(true)
+	case "unpause":
+		return c.newPauseCommand(false)
+	case "rename":
+		return c.newRenameCommand()
+	case "update":
+		return c.newUpdateCommand()
+	case "cp":
+		return c.newCpCommand()
+	case "diff":
+		return c.newDiffCommand()
+	case "export":
+		return c.newExportCommand()
+	}
+	return nil
+}
+
+// newRoot returns the root command with the global options and no subcommands.
+func (c *cli) newRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "berth [OPTIONS] COMMAND [ARG...]",
 		Short:         "A Docker-compatible container platform",
@@ -148,28 +342,11 @@ func (c *cli) newRootCommand() *cobra.Command {
 	pf.StringVar(&c.tlsCert, "tlscert", filepath.Join(certPath, "cert.pem"), "Path to TLS certificate file")
 	pf.StringVar(&c.tlsKey, "tlskey", filepath.Join(certPath, "key.pem"), "Path to TLS key file")
 
-	root.AddCommand(
-		newDaemonCommand(),
-		c.newVersionCommand(),
-		c.newInfoCommand(),
-		c.newEventsCommand(),
-		c.newSystemCommand(),
-		c.newImageCommand(),
-		c.newInspectCommand(),
-		c.newContainerCommand(),
-		c.newNetworkCommand(),
-		c.newPortCommand(),
-		c.newVolumeCommand(),
-		c.newCommitCommand(),
-		c.newBuildCommand(),
-		c.newLoginCommand(),
-		c.newLogoutCommand(),
-		newRegistryCommand(),
-		sim.NewCommand(),
-		ocicmd.NewCommand(),
-	)
-	root.AddCommand(c.imageShortcuts()...)
-	root.AddCommand(c.containerShortcuts()...)
+	return root
+}
+
+// finishTree gives every command docker's usage line and flag errors.
+func finishTree(root *cobra.Command) *cobra.Command {
 	var walk func(*cobra.Command)
 	walk = func(cmd *cobra.Command) {
 		cmd.DisableFlagsInUseLine = true
