@@ -9,6 +9,7 @@
 // It must never return into Go once it took over, never block on a client, and never let the
 // marker variable reach a child.
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -163,8 +164,27 @@ static int64_t now_ms(void) {
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+// lazy_log is shim.log for a spare shim, opened as stdout and stderr only when there is something
+// to write: most shims never log, and every file made costs a container's start (a create on
+// some filesystems is slow).
+static char lazy_log[PATH_MAX];
+
+static void ensure_log(void) {
+	if (lazy_log[0] == 0) {
+		return;
+	}
+	int fd = open(lazy_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	lazy_log[0] = 0;
+	if (fd >= 0) {
+		dup2(fd, 1);
+		dup2(fd, 2);
+		close(fd);
+	}
+}
+
 static void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void logmsg(const char *fmt, ...) {
+	ensure_log();
 	char b[1024];
 	int n = snprintf(b, sizeof b, "berth shim %s: ", G.id ? G.id : "?");
 	if (n < 0 || (size_t)n >= sizeof b) {
@@ -1047,6 +1067,7 @@ static int exec_output_open(const struct exec *e) {
 // spawn_helper starts `berth shim-helper` with src[i] as its fd i (-1: /dev/null for 0-2, none
 // above) and fd 3 the socket on which it answers with one message.
 static struct helper *spawn_helper(int kind, char *const argv[], const int fds[6]) {
+	ensure_log();  // the helper logs to our stderr
 	struct helper *h = NULL;
 	for (int i = 0; i < MAX_HELPERS; i++) {
 		if (G.helpers[i].pid == 0) {
@@ -2929,6 +2950,30 @@ static int move_fds(int *fds, int count) {
 	return 0;
 }
 
+// close_from closes every descriptor from lowest up.
+static int close_from(int lowest) {
+	if (syscall(SYS_close_range, (unsigned)lowest, ~0U, 0) == 0) {
+		return 0;
+	}
+	DIR *d = opendir("/proc/self/fd");
+	if (d == NULL) {
+		return -1;
+	}
+	int fds[1024], n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL && n < 1024) {
+		int fd = atoi(e->d_name);
+		if (fd >= lowest && fd != dirfd(d)) {
+			fds[n++] = fd;
+		}
+	}
+	closedir(d);
+	for (int i = 0; i < n; i++) {
+		close(fds[i]);
+	}
+	return n < 1024 ? 0 : -1;
+}
+
 static int write_file_str(const char *path, const char *s) {
 	int fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0) {
@@ -3031,15 +3076,8 @@ static void spare(char **argv) {
 	G.master = -1;
 	set_cmdline(argv, G.id);
 
-	char path[PATH_MAX];
 	// The shim's own messages go to shim.log in its directory, as a started shim's do.
-	snprintf(path, sizeof path, "%s/shim.log", G.dir);
-	int lf = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	if (lf >= 0) {
-		dup2(lf, 1);
-		dup2(lf, 2);
-		close(lf);
-	}
+	snprintf(lazy_log, sizeof lazy_log, "%s/shim.log", G.dir);
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) {
 		spare_fail("error shim: set child subreaper: %s", strerror(errno));
 	}
@@ -3107,7 +3145,10 @@ static void spare(char **argv) {
 	}
 	if (pid == 0) {
 		if (move_fds(child, nchild) == 0) {
-			if (berth_cinit_direct != NULL) {
+			// With no exec, close-on-exec closes nothing: the shim's descriptors (the far end
+			// of the sync socket among them, whose EOF tells the init that the shim died)
+			// must go now.
+			if (berth_cinit_direct != NULL && close_from(nchild) == 0) {
 				// This process is single-threaded C: the child runs the C init as it is, with
 				// no exec of "berth init" (~0.5 ms).
 				berth_cinit_direct(job_env(&j, "_BERTH_NSENTER"));
