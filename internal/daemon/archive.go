@@ -37,6 +37,7 @@ func (d *Daemon) withRootfs(ctx context.Context, ref string, fn func(rec *ctrRec
 		return conflict(fmt.Sprintf("container %s is being removed", c.rec.ID))
 	}
 	rootfs := d.rootfsDir(c.rec.ID)
+	c.takePremount() // mounted again below, and unmounted after
 	if !c.running() {
 		mounts, err := d.snap.Mounts(ctx, snapKey(c.rec.ID))
 		if err != nil {

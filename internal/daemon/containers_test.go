@@ -694,9 +694,13 @@ func TestRestoreInterruptedStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	mc, _ := d.ctrs.get("mounted")
-	if err := mountRootfs(mc.mounts, d.rootfsDir(cr.ID), false, d.bootID); err != nil {
-		t.Fatal(err)
+	mc.mu.Lock()
+	if !mc.takePremount() { // the create mounts it ahead of a start
+		if err := mountRootfs(mc.mounts, d.rootfsDir(cr.ID), false, d.bootID); err != nil {
+			t.Fatal(err)
+		}
 	}
+	mc.mu.Unlock()
 	cfg := d.cfg
 	stopMonitors(d, die)
 	d2 := reopenDaemon(t, cfg)
@@ -827,5 +831,58 @@ func TestLookupLayers(t *testing.T) {
 		if got, _ := lookupLayers(lowers, p); got != want {
 			t.Errorf("%s: %v, want %v", p, got, want)
 		}
+	}
+}
+
+// TestPremount: a create mounts the root filesystem ahead of the start, which takes it; a
+// container that is not started gives the mount up after a while, and a removal at once.
+func TestPremount(t *testing.T) {
+	d := newTestDaemon(t)
+	d.premountTTL = 200 * time.Millisecond
+	ctx := context.Background()
+	none := &mcontainer.HostConfig{NetworkMode: "none"}
+	waitMounted := func(id string, want bool) {
+		t.Helper()
+		for start := time.Now(); isMounted(t, d.rootfsDir(id)) != want; time.Sleep(10 * time.Millisecond) {
+			if time.Since(start) > 10*time.Second {
+				t.Fatalf("%s: mounted is not %v", id, want)
+			}
+		}
+	}
+	idle, err := d.ContainerCreate(ctx, "", &mcontainer.Config{Image: "busybox", Cmd: []string{"true"}}, none, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitMounted(idle.ID, true)
+	waitMounted(idle.ID, false)
+	// Started later, it mounts again.
+	wc, err := d.ContainerWait(ctx, idle.ID, mcontainer.WaitConditionNextExit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ContainerStart(ctx, idle.ID); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case res := <-wc:
+		if res.StatusCode != 0 {
+			t.Fatalf("exit code %d", res.StatusCode)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("container did not exit")
+	}
+	gone, err := d.ContainerCreate(ctx, "", &mcontainer.Config{Image: "busybox", Cmd: []string{"true"}}, none, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ContainerRemove(ctx, gone.ID, false, false); err != nil {
+		t.Fatal(err)
+	}
+	if isMounted(t, d.rootfsDir(gone.ID)) {
+		t.Fatal("root filesystem mounted after the removal")
+	}
+	// And the common case: run right after create.
+	if _, code, out := run(t, d, &mcontainer.Config{Cmd: []string{"sh", "-c", "echo ok > /f; cat /f"}}, none); code != 0 || !strings.Contains(out, "ok") {
+		t.Fatalf("run: %d %q", code, out)
 	}
 }

@@ -259,6 +259,7 @@ func (d *Daemon) ContainerCreate(ctx context.Context, name string, cfg *mcontain
 		return mcontainer.CreateResponse{}, err
 	}
 	c := &ctr{rec: rec, mounts: snap.Mounts, exited: make(chan struct{}), removed: make(chan struct{})}
+	d.startPremount(c)
 	d.ctrs.add(c)
 	ok = true
 	d.events.Publish(events.ContainerEventType, events.ActionCreate, id, ctrAttrs(&rec))

@@ -69,6 +69,10 @@ type ctr struct {
 	// from create (or the first start after a daemon restart) so that a start does not read
 	// them from the store again. nil until known.
 	mounts []snapshot.Mount
+	// premount is the root filesystem being mounted ahead of a start (premount.go); nil
+	// when none is. Whoever takes it (start, removal, an archive operation, the expiry) waits
+	// for it to be done and sets the field to nil.
+	premount *premount
 	// shim is the live shim of a running container, nil otherwise.
 	shim *shimHandle
 	// stopRestart cancels a pending restart back-off.

@@ -94,6 +94,9 @@ type Daemon struct {
 	shims *shimPool
 	// host is the host's cgroup layout for the runtime, looked up once (linux.Warm).
 	host func() *linux.Host
+	// premountTTL is how long a root filesystem mounted at create waits for its start
+	// (premount.go).
+	premountTTL time.Duration
 	// bootID is the kernel's ID of this boot (mountRootfs); nil if it could not be read.
 	bootID []byte
 	// bg tracks work left for after a reply (the files of removed containers); the daemon
@@ -217,6 +220,7 @@ func newDaemon(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	d := &Daemon{cfg: cfg, log: cfg.Logger, db: db, events: events.New(), start: time.Now(), ctrs: newCtrIndex(), ctx: ctx}
 	d.shims = newShimPool(d)
+	d.premountTTL = premountExpiry
 	d.host = sync.OnceValue(linux.Warm)
 	if d.bootID, err = readBootID(); err != nil {
 		d.log.Warn("boot id", "err", err)
@@ -291,6 +295,7 @@ func (d *Daemon) releaseHostState() {
 
 func (d *Daemon) close() {
 	d.bg.Wait()
+	d.dropPremounts()
 	d.shims.close()
 	if d.net != nil {
 		d.net.Close()

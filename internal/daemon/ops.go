@@ -313,6 +313,7 @@ func (d *Daemon) ContainerRemove(ctx context.Context, ref string, force, removeV
 	}
 	c.cancelRestart()
 	defer c.mu.Unlock()
+	c.takePremount() // unmounted below
 	id := c.rec.ID
 	t0 := time.Now()
 	phase := func(name string) {

@@ -144,10 +144,12 @@ func (d *Daemon) startLocked(ctx context.Context, c *ctr) (retErr error) {
 		}
 		c.mounts = mounts
 	}
-	mounts = d.withInitLayer(rec.ChainID, mounts)
-	_ = snapshot.UnmountAll(rootfs)
-	if err := mountRootfs(mounts, rootfs, rec.HostConfig.AutoRemove, d.bootID); err != nil {
-		return fmt.Errorf("mount root filesystem: %w", err)
+	if !c.takePremount() {
+		mounts = d.withInitLayer(rec.ChainID, mounts)
+		_ = snapshot.UnmountAll(rootfs)
+		if err := mountRootfs(mounts, rootfs, rec.HostConfig.AutoRemove, d.bootID); err != nil {
+			return fmt.Errorf("mount root filesystem: %w", err)
+		}
 	}
 	mounted = true
 	phase("mounted")
