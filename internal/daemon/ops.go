@@ -331,8 +331,9 @@ func (d *Daemon) ContainerRemove(ctx context.Context, ref string, force, removeV
 		d.net.Forget(id)
 	}()
 	unmounted := make(chan error, 1)
-	go func() { unmounted <- snapshot.UnmountAll(d.rootfsDir(id)) }()
-	_ = d.runtime().Delete(ctx, id, true)
+	go func() { unmounted <- snapshot.DetachAll(d.rootfsDir(id)) }()
+	// The runtime's state files go with the container's other files, after the reply.
+	rtLeft, _ := d.runtime().DeleteLater(ctx, id, true)
 	<-netDone
 	unmountErr := <-unmounted
 	if unmountErr != nil {
@@ -367,6 +368,9 @@ func (d *Daemon) ContainerRemove(ctx context.Context, ref string, force, removeV
 	d.bg.Go(func() {
 		rm.Purge()
 		_ = os.RemoveAll(d.shimDir(id))
+		if rtLeft != "" {
+			_ = os.RemoveAll(rtLeft)
+		}
 		if unmountErr == nil {
 			if err := os.RemoveAll(dir); err != nil {
 				d.log.Warn("remove container directory", "container", id, "err", err)

@@ -109,6 +109,7 @@ func (d *Daemon) restoreCreated(ctx context.Context, c *ctr) {
 // exist: a removal deletes them after its reply (ContainerRemove), and a daemon that died
 // before that left them. It runs before the API serves, so no container is being created.
 func (d *Daemon) cleanStaleDirs() {
+	d.runtime().SweepGone()
 	live := map[string]bool{}
 	for _, c := range d.ctrs.all() {
 		id := c.snapshotOf().ID

@@ -49,6 +49,25 @@ func UnmountAll(target string) error {
 	return fmt.Errorf("unmounting %s: still mounted after 1024 unmounts", target)
 }
 
+// DetachAll lazily unmounts every mount stacked on target (MNT_DETACH, as Docker unmounts a
+// container's overlay): the mount is gone from the tree at once, and the kernel frees it when
+// nothing uses it, without the RCU grace period a plain unmount waits for (~1 ms). For a
+// container whose processes are all gone.
+func DetachAll(target string) error {
+	for range 1024 {
+		err := unix.Unmount(target, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
+		switch {
+		case err == nil, errors.Is(err, unix.EINTR):
+			continue
+		case errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOENT):
+			return nil
+		default:
+			return fmt.Errorf("unmounting %s: %w", target, err)
+		}
+	}
+	return fmt.Errorf("unmounting %s: still mounted after 1024 unmounts", target)
+}
+
 type mountFlag struct {
 	clear bool
 	flag  uintptr

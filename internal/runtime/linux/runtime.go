@@ -769,6 +769,9 @@ func (r *Runtime) List(_ context.Context) ([]string, error) {
 	}
 	var ids []string
 	for _, e := range entries {
+		if !validIDChars(e.Name()) {
+			continue // the seccomp cache, state directories awaiting removal
+		}
 		if _, err := os.Stat(filepath.Join(r.Root, e.Name(), "state.json")); err == nil {
 			ids = append(ids, e.Name())
 		}
@@ -805,24 +808,39 @@ func (r *Runtime) Kill(_ context.Context, id string, sig syscall.Signal, all boo
 
 // Delete removes a stopped (or, with force, any) container: processes, cgroup and state.
 func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
+	left, err := r.DeleteLater(ctx, id, force)
+	if left != "" {
+		if rerr := os.RemoveAll(left); rerr != nil && err == nil {
+			err = fmt.Errorf("delete container %s state: %w", id, rerr)
+		}
+	}
+	return err
+}
+
+// goneMark starts the name of a deleted container's state directory that awaits removal; '@'
+// is in no container ID (nor in List's answer).
+const goneMark = "@gone-"
+
+// DeleteLater is Delete that leaves the container's state files to the caller: their
+// directory is renamed aside (to the returned path, "" when there is none) for the caller to
+// remove when it suits it (deleting a file can wait for the disk). Directories left by a
+// caller that died are SweepGone's.
+func (r *Runtime) DeleteLater(ctx context.Context, id string, force bool) (string, error) {
 	st, err := r.load(id)
 	if err != nil {
 		if force && errors.Is(err, errCorruptState) {
 			// Left by a host crash (the processes it described are gone with it); the cgroup
 			// cannot be known, so only the state goes.
 			r.log().Warn("delete: removing unreadable container state", "container", id, "err", err)
-			if err := os.RemoveAll(r.dir(id)); err != nil {
-				return fmt.Errorf("delete container %s state: %w", id, err)
-			}
-			return nil
+			return r.aside(id), nil
 		}
-		return err
+		return "", err
 	}
 	status := r.status(st)
 	// The OCI spec requires an error for any container that is not stopped, including a created
 	// one (runc kills created containers instead; callers that want that pass force).
 	if status != specs.StateStopped && !force {
-		return fmt.Errorf("cannot delete container %s that is not stopped: %s: %w", id, status, errdefs.ErrFailedPrecondition)
+		return "", fmt.Errorf("cannot delete container %s that is not stopped: %s: %w", id, status, errdefs.ErrFailedPrecondition)
 	}
 	if status != specs.StateStopped {
 		if err := st.Cgroup.killAll(unix.SIGKILL); err != nil {
@@ -836,7 +854,7 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 		for st.alive() && time.Now().Before(deadline) {
 			select {
 			case <-ctx.Done():
-				return ctx.Err()
+				return "", ctx.Err()
 			case <-time.After(5 * time.Millisecond):
 			}
 		}
@@ -852,12 +870,29 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 		}
 	}
 	if err := st.Cgroup.remove(); err != nil {
-		return fmt.Errorf("delete container %s: %w", id, err)
+		return "", fmt.Errorf("delete container %s: %w", id, err)
 	}
-	if err := os.RemoveAll(r.dir(id)); err != nil {
-		return fmt.Errorf("delete container %s state: %w", id, err)
+	return r.aside(id), nil
+}
+
+// aside renames container id's state directory out of the way and returns where it went; if
+// the rename fails the directory is the returned path itself, still to be removed.
+func (r *Runtime) aside(id string) string {
+	to := filepath.Join(r.Root, goneMark+id)
+	if err := os.Rename(r.dir(id), to); err != nil {
+		return r.dir(id)
 	}
-	return nil
+	return to
+}
+
+// SweepGone removes the state directories that callers of DeleteLater left behind.
+func (r *Runtime) SweepGone() {
+	ents, _ := os.ReadDir(r.Root)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), goneMark) {
+			_ = os.RemoveAll(filepath.Join(r.Root, e.Name()))
+		}
+	}
 }
 
 // Pause freezes every process of a running container.

@@ -430,3 +430,29 @@ func TestSeccompRule(t *testing.T) {
 		t.Fatalf("mkdir not blocked by seccomp: %q", out)
 	}
 }
+
+// TestDeleteLater: the state directory is renamed aside for the caller (List no longer names
+// it, the ID is free), and SweepGone removes what a caller left.
+func TestDeleteLater(t *testing.T) {
+	c := newCtr(t, "true")
+	if _, code := c.run(); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	left, err := c.rt.DeleteLater(context.Background(), c.id, false)
+	if err != nil || left == "" {
+		t.Fatalf("DeleteLater = %q, %v", left, err)
+	}
+	if _, err := os.Stat(filepath.Join(left, "state.json")); err != nil {
+		t.Fatalf("state files not left aside: %v", err)
+	}
+	if ids, err := c.rt.List(context.Background()); err != nil || len(ids) != 0 {
+		t.Fatalf("List = %v, %v", ids, err)
+	}
+	if _, err := c.rt.State(context.Background(), c.id); !errdefs.IsNotFound(err) {
+		t.Fatalf("state after DeleteLater: %v", err)
+	}
+	c.rt.SweepGone()
+	if _, err := os.Stat(left); !os.IsNotExist(err) {
+		t.Fatalf("SweepGone left %s: %v", left, err)
+	}
+}
