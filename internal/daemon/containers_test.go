@@ -21,6 +21,7 @@ import (
 	"github.com/berth-dev/berth/internal/testutil"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	mcontainer "github.com/moby/moby/api/types/container"
+	bolt "go.etcd.io/bbolt"
 )
 
 // berthBinary builds the berth binary once per test process; the daemon starts it as the shim.
@@ -884,5 +885,33 @@ func TestPremount(t *testing.T) {
 	// And the common case: run right after create.
 	if _, code, out := run(t, d, &mcontainer.Config{Cmd: []string{"sh", "-c", "echo ok > /f; cat /f"}}, none); code != 0 || !strings.Contains(out, "ok") {
 		t.Fatalf("run: %d %q", code, out)
+	}
+}
+
+// TestCreateFailsWhole: a create whose /etc files fail (they are written while the record is
+// stored) leaves no record, snapshot, directory or name behind.
+func TestCreateFailsWhole(t *testing.T) {
+	d := newTestDaemon(t)
+	ctx := context.Background()
+	_, err := d.ContainerCreate(ctx, "bad", &mcontainer.Config{Image: "busybox", Cmd: []string{"true"}},
+		&mcontainer.HostConfig{NetworkMode: "none", ExtraHosts: []string{"no-colon"}}, nil)
+	if err == nil || !strings.Contains(err.Error(), "--add-host") {
+		t.Fatalf("create = %v", err)
+	}
+	if _, err := d.ctrs.get("bad"); err == nil {
+		t.Fatal("the failed container is listed")
+	}
+	if ents, _ := os.ReadDir(filepath.Join(d.cfg.Root, "containers")); len(ents) > 0 {
+		t.Errorf("container directories left: %v", ents)
+	}
+	_ = d.db.View(func(tx *bolt.Tx) error {
+		if bk := tx.Bucket(containersBucket); bk != nil && bk.Stats().KeyN > 0 {
+			t.Errorf("%d records left", bk.Stats().KeyN)
+		}
+		return nil
+	})
+	// The name is free again.
+	if _, err := d.ContainerCreate(ctx, "bad", &mcontainer.Config{Image: "busybox", Cmd: []string{"true"}}, &mcontainer.HostConfig{NetworkMode: "none"}, nil); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -233,15 +233,31 @@ func (d *Daemon) ContainerCreate(ctx context.Context, name string, cfg *mcontain
 			d.ctrs.releaseName(name, id)
 		}
 	}()
-	if err := os.MkdirAll(filepath.Join(d.ctrDir(id), "rootfs"), 0o700); err != nil {
-		return mcontainer.CreateResponse{}, fmt.Errorf("create container directory: %w", err)
-	}
-	if err := d.writeEtcFiles(&rec); err != nil {
-		return mcontainer.CreateResponse{}, err
-	}
 	if err := d.configureNetwork(id, name, cfg, hc, nc); err != nil {
 		return mcontainer.CreateResponse{}, err
 	}
+	// The container's directory and /etc files are made on the other CPU while the snapshot
+	// and the record are stored: each file made costs ~0.2 ms on some filesystems (ext4 without
+	// a journal skips every recently freed inode), and the client is idle until the answer.
+	// From here until filesErr, rec.Config and rec.HostConfig are only read.
+	filesDone := make(chan error, 1)
+	go func() {
+		if err := os.MkdirAll(filepath.Join(d.ctrDir(id), "rootfs"), 0o700); err != nil {
+			filesDone <- fmt.Errorf("create container directory: %w", err)
+			return
+		}
+		filesDone <- d.writeEtcFiles(&rec)
+	}()
+	filesErr := func() error {
+		if filesDone == nil {
+			return nil
+		}
+		err := <-filesDone
+		filesDone = nil
+		return err
+	}
+	// Whatever fails, the files are done with before the undo removes their directory.
+	defer func() { _ = filesErr() }()
 	mps, releaseMounts, undoMounts, err := d.createMounts(ctx, cfg, hc)
 	if err != nil {
 		return mcontainer.CreateResponse{}, err
@@ -256,6 +272,13 @@ func (d *Daemon) ContainerCreate(ctx context.Context, name string, cfg *mcontain
 	rec.Mounts = mps
 	snap, err := d.storeNewCtr(&rec)
 	if err != nil {
+		return mcontainer.CreateResponse{}, err
+	}
+	if err := filesErr(); err != nil {
+		// The record is stored: it goes with the snapshot, in one transaction.
+		if rm, ferr := d.forgetCtr(id); ferr == nil {
+			rm.Purge()
+		}
 		return mcontainer.CreateResponse{}, err
 	}
 	c := &ctr{rec: rec, mounts: snap.Mounts, exited: make(chan struct{}), removed: make(chan struct{})}
