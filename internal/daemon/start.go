@@ -476,10 +476,7 @@ func (d *Daemon) launchShim(ctx context.Context, rec *ctrRecord, spec *specs.Spe
 	// first such move after a quiet spell wait for an RCU grace period, which this starts now.
 	go d.runtime().PrimeCgroupMigration()
 	dir := d.shimDir(rec.ID)
-	_ = os.RemoveAll(dir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create shim directory: %w", err)
-	}
+	_ = os.RemoveAll(dir) // a previous run's; a spare makes it anew, in parallel with the init
 	self := d.binary()
 	if self == "" {
 		return nil, errors.New("cannot find the berth binary to start the shim")
@@ -494,6 +491,9 @@ func (d *Daemon) launchShim(ctx context.Context, rec *ctrRecord, spec *specs.Spe
 	}
 	if !errors.Is(err, linux.ErrNotPrepared) {
 		return nil, errdefs.ErrUnknown.WithMessage("failed to create container: create container: " + err.Error())
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create shim directory: %w", err)
 	}
 	b, err := json.Marshal(spec)
 	if err != nil {

@@ -3082,22 +3082,6 @@ static void spare(char **argv) {
 		spare_fail("error shim: set child subreaper: %s", strerror(errno));
 	}
 	int fds[5] = {-1, -1, -1, -1, -1};  // ls, out, err, in, log
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	if (snprintf(sa.sun_path, sizeof sa.sun_path, "%s/shim.sock", G.dir) >= (int)sizeof sa.sun_path) {
-		spare_fail("error shim: socket path too long");
-	}
-	unlink(sa.sun_path);
-	fds[0] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fds[0] < 0 || bind(fds[0], (struct sockaddr *)&sa, sizeof sa) < 0 || chmod(sa.sun_path, 0600) < 0 ||
-	    listen(fds[0], 128) < 0) {
-		spare_fail("error shim: listen on %s: %s", sa.sun_path, strerror(errno));
-	}
-	if (j.s[J_LOG] && j.s[J_LOG][0]) {
-		fds[4] = open(j.s[J_LOG], O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-		if (fds[4] < 0) {
-			spare_fail("error shim: open log %s: %s", j.s[J_LOG], strerror(errno));
-		}
-	}
 	// The init's descriptors: stdin, stdout, stderr, the sync socket, the exec fifo and, with
 	// a terminal, the socket the pty master comes back on.
 	int child[6] = {-1, -1, -1, -1, -1, -1};
@@ -3168,6 +3152,42 @@ static void spare(char **argv) {
 	if (write_all(sync[0], j.s[J_PROG], j.n[J_PROG]) < 0) {
 		spare_fail("error create container: send config to container init: %s", strerror(errno));
 	}
+	// While the init sets the container up: the shim's directory, socket and log, and the
+	// runtime's state (each file made may be slow; none is the init's business).
+	if (mkdir(G.dir, 0700) < 0 && errno != EEXIST) {
+		spare_fail("error shim: create %s: %s", G.dir, strerror(errno));
+	}
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (snprintf(sa.sun_path, sizeof sa.sun_path, "%s/shim.sock", G.dir) >= (int)sizeof sa.sun_path) {
+		spare_fail("error shim: socket path too long");
+	}
+	unlink(sa.sun_path);
+	fds[0] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fds[0] < 0 || bind(fds[0], (struct sockaddr *)&sa, sizeof sa) < 0 || chmod(sa.sun_path, 0600) < 0 ||
+	    listen(fds[0], 128) < 0) {
+		spare_fail("error shim: listen on %s: %s", sa.sun_path, strerror(errno));
+	}
+	if (j.s[J_LOG] && j.s[J_LOG][0]) {
+		fds[4] = open(j.s[J_LOG], O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+		if (fds[4] < 0) {
+			spare_fail("error shim: open log %s: %s", j.s[J_LOG], strerror(errno));
+		}
+	}
+	unsigned long long start;
+	if (proc_start_time(pid, &start) < 0) {
+		spare_fail("error create container: read init start time: %s", strerror(errno));
+	}
+	// The runtime's state, written as its writeStateFile does: renamed into place, no fsync.
+	char tmp[PATH_MAX];
+	snprintf(tmp, sizeof tmp, "%s.tmp", j.s[J_STATE]);
+	int sf = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	char mid[64];
+	int ml = snprintf(mid, sizeof mid, "\"pid\":%d,\"startTime\":%llu", pid, start);
+	if (sf < 0 || write_all(sf, j.s[J_PRE], j.n[J_PRE]) < 0 || write_all(sf, mid, (size_t)ml) < 0 ||
+	    write_all(sf, j.s[J_SUF], j.n[J_SUF]) < 0 || close(sf) < 0 || rename(tmp, j.s[J_STATE]) < 0) {
+		unlink(tmp);
+		spare_fail("error create container: write %s: %s", j.s[J_STATE], strerror(errno));
+	}
 	// The daemon makes the cgroup meanwhile; one byte says it is there.
 	char go;
 	if (read_full(3, &go, 1) < 0 || go != 1) {
@@ -3215,21 +3235,6 @@ static void spare(char **argv) {
 			spare_fail("error receive console: %s", strerror(errno));
 		}
 		close(cons[0]);
-	}
-	unsigned long long start;
-	if (proc_start_time(pid, &start) < 0) {
-		spare_fail("error create container: read init start time: %s", strerror(errno));
-	}
-	// The runtime's state, written as its writeStateFile does: renamed into place, no fsync.
-	char tmp[PATH_MAX];
-	snprintf(tmp, sizeof tmp, "%s.tmp", j.s[J_STATE]);
-	int sf = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	char mid[64];
-	int ml = snprintf(mid, sizeof mid, "\"pid\":%d,\"startTime\":%llu", pid, start);
-	if (sf < 0 || write_all(sf, j.s[J_PRE], j.n[J_PRE]) < 0 || write_all(sf, mid, (size_t)ml) < 0 ||
-	    write_all(sf, j.s[J_SUF], j.n[J_SUF]) < 0 || close(sf) < 0 || rename(tmp, j.s[J_STATE]) < 0) {
-		unlink(tmp);
-		spare_fail("error create container: write %s: %s", j.s[J_STATE], strerror(errno));
 	}
 	G.initpid = pid;
 	G.ready = 3;
