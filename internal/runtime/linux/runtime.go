@@ -834,6 +834,9 @@ func (r *Runtime) DeleteLater(ctx context.Context, id string, force bool) (strin
 			r.log().Warn("delete: removing unreadable container state", "container", id, "err", err)
 			return r.aside(id), nil
 		}
+		if force && errdefs.IsNotFound(err) {
+			return "", r.deleteUnfinished(id, err)
+		}
 		return "", err
 	}
 	status := r.status(st)
@@ -893,6 +896,29 @@ func (r *Runtime) SweepGone() {
 			_ = os.RemoveAll(filepath.Join(r.Root, e.Name()))
 		}
 	}
+}
+
+// deleteUnfinished removes a state directory that has no state file: a creation whose
+// supervisor died before the init was ready (a spare shim whose daemon was killed between
+// Prepare and the go-ahead kills its init and exits, leaving Prepare's directory and Finish's
+// cgroup). Left there, the directory would make every later create of the ID fail with
+// "already exists". The cgroup is found from the saved config, when Finish got that far, and
+// whatever entered it is killed. notFound is returned when there is no directory either.
+func (r *Runtime) deleteUnfinished(id string, notFound error) error {
+	dir := r.dir(id)
+	if _, err := os.Lstat(dir); err != nil {
+		return notFound
+	}
+	r.log().Warn("delete: removing a container whose creation did not finish", "container", id)
+	if sp, err := r.loadSpec(id); err == nil && sp.Linux != nil {
+		if cp, err := planCgroup(id, sp.Linux.CgroupsPath, r.Host); err == nil {
+			r.dropCgroup(id, cp.state)
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("delete container %s state: %w", id, err)
+	}
+	return nil
 }
 
 // Pause freezes every process of a running container.

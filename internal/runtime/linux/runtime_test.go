@@ -456,3 +456,43 @@ func TestDeleteLater(t *testing.T) {
 		t.Fatalf("SweepGone left %s: %v", left, err)
 	}
 }
+
+// TestDeleteUnfinished: a container whose supervisor died between Prepare (or Finish) and the
+// state file (a daemon killed mid-start takes its spare shim's job with it) has a state
+// directory and a cgroup but no state. A forced delete removes both, so that the container
+// can be created again.
+func TestDeleteUnfinished(t *testing.T) {
+	c := newCtr(t, "true")
+	c.writeSpec()
+	ctx := context.Background()
+	p, err := c.rt.Prepare(ctx, c.id, c.bundle, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Finish(); err != nil {
+		p.Abort()
+		t.Fatal(err)
+	}
+	if err := c.rt.Delete(ctx, c.id, false); !errdefs.IsNotFound(err) {
+		t.Errorf("delete without force: %v, want not found", err)
+	}
+	if err := c.rt.Delete(ctx, c.id, true); err != nil {
+		t.Fatalf("forced delete: %v", err)
+	}
+	if _, err := os.Stat(c.rt.dir(c.id)); !os.IsNotExist(err) {
+		t.Errorf("state directory left: %v", err)
+	}
+	for _, f := range p.Procs {
+		if _, err := os.Stat(filepath.Dir(f)); !os.IsNotExist(err) {
+			t.Errorf("cgroup %s left: %v", filepath.Dir(f), err)
+		}
+	}
+	p2, err := c.rt.Prepare(ctx, c.id, c.bundle, nil, false)
+	if err != nil {
+		t.Fatalf("prepare again: %v", err)
+	}
+	p2.Abort()
+	if err := c.rt.Delete(ctx, "never-made", true); !errdefs.IsNotFound(err) {
+		t.Errorf("forced delete of an unknown container: %v, want not found", err)
+	}
+}
