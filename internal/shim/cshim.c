@@ -2783,6 +2783,10 @@ enum {
 #define SPARE_JOB_MAX (64u << 20)
 #define SPARE_MAX_LIST 64
 #define SPARE_CONSOLE_MS 10000
+// The init's error answer is at most cinit.c's 1024-byte message with each byte escaped as
+// \u00XX, and the daemon reads Docker's exit code (126, 127) from its words: it must come
+// through whole.
+#define SPARE_ANSWER_MAX 8192
 
 struct job {
 	char *s[J_MAX];     // the string of each single-valued tag
@@ -2881,7 +2885,7 @@ static int spare_initpid;
 // spare_fail reports a failed job on fd 3, ends the init if one started and exits; what the
 // runtime made (cgroup, state directory) is the daemon's to remove (linux.Prepared.Abort).
 __attribute__((format(printf, 1, 2), noreturn)) static void spare_fail(const char *fmt, ...) {
-	char m[1024];
+	char m[SPARE_ANSWER_MAX + 64];
 	va_list ap;
 	va_start(ap, fmt);
 	int n = vsnprintf(m, sizeof m, fmt, ap);
@@ -2903,7 +2907,7 @@ __attribute__((format(printf, 1, 2), noreturn)) static void spare_fail(const cha
 		}
 	}
 	logmsg("%s", m);
-	char out[1100];
+	char out[sizeof m + 2];
 	int k = snprintf(out, sizeof out, "%s\n", m);
 	write_all(spare_report_fd, out, (size_t)k < sizeof out ? (size_t)k : sizeof out - 1);
 	_exit(1);
@@ -3202,7 +3206,7 @@ static void spare(char **argv) {
 	}
 	(void)write_all(sync[0], "\1", 1);
 	// The answer: one JSON line, which the daemon decodes when it is not "ready".
-	char line[4096];
+	char line[SPARE_ANSWER_MAX];
 	size_t ln = 0;
 	for (;;) {
 		ssize_t r = read(sync[0], line + ln, sizeof line - 1 - ln);

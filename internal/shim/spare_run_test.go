@@ -180,3 +180,22 @@ func TestSpareShimDies(t *testing.T) {
 		t.Fatalf("processes left after the spare gave up: %q", ps)
 	}
 }
+
+// TestSpareShimLongError: the init's error reaches the daemon whole, however long: the daemon
+// tells "executable file not found" (exit code 127) and "permission denied" (126) by the
+// message, as Docker does.
+func TestSpareShimLongError(t *testing.T) {
+	// As long a name as the init's own message (1 KiB) carries whole.
+	s := startSpare(t, strings.Repeat("a", 960))
+	if err := s.prep.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.conn.Write([]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(s.conn).ReadString('\n')
+	err := SpareReport(line)
+	if err == nil || !strings.Contains(err.Error(), "executable file not found in $PATH") {
+		t.Fatalf("report %q: %v", line, err)
+	}
+}
