@@ -734,6 +734,51 @@ func TestRestoreInterruptedStart(t *testing.T) {
 	}
 }
 
+// TestRestoreInterruptedRestart: a daemon that died while it started a stopped container left
+// a record that still says exited. The restarted daemon adopts the container that runs: it is
+// not left running where nothing sees it.
+func TestRestoreInterruptedRestart(t *testing.T) {
+	d, die := newTestDaemonCancel(t)
+	ctx := context.Background()
+	none := &mcontainer.HostConfig{NetworkMode: "none"}
+	if _, err := d.ContainerCreate(ctx, "again", &mcontainer.Config{Image: "busybox", Cmd: []string{"sleep", "1000"}}, none, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ContainerStart(ctx, "again"); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := d.ctrs.get("again")
+	c.mu.Lock()
+	pid := c.rec.State.Pid
+	// The record of the run before, as the start had not saved its own yet.
+	rec := c.rec
+	rec.State = ctrState{Status: mcontainer.StateExited, ExitCode: 3, FinishedAt: time.Now().UTC()}
+	if err := d.saveCtr(&rec); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Unlock()
+	cfg := d.cfg
+	stopMonitors(d, die)
+	d2 := reopenDaemon(t, cfg)
+	ins, err := d2.ContainerInspect(ctx, "again", false)
+	if err != nil || !ins.State.Running || ins.State.Pid != pid {
+		t.Fatalf("container after restart: %+v %v (pid before %d)", ins.State, err, pid)
+	}
+	wc, _ := d2.ContainerWait(ctx, "again", mcontainer.WaitConditionNotRunning)
+	if err := d2.ContainerKill(ctx, "again", "KILL"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-wc:
+		if r.StatusCode != 137 {
+			t.Fatalf("exit after kill = %d", r.StatusCode)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("adopted container's exit not seen")
+	}
+	d.ctrs = newCtrIndex()
+}
+
 // TestInitLayer: the image lacks /etc/hosts, /etc/hostname and /etc/resolv.conf; their bind
 // targets come from the image's init layer, made once, not from the container's writable layer
 // (no copy-up of /etc at each start, nothing in docker diff).

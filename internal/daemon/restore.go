@@ -47,7 +47,7 @@ func (d *Daemon) restoreContainers(ctx context.Context) error {
 				d.handleExit(c, r.Generation, shim.Status{State: "exited", ExitCode: 255, ExitedAt: time.Now().UTC()})
 			}
 		case mcontainer.StateCreated:
-			d.restoreCreated(ctx, c)
+			d.restoreCutStart(ctx, c)
 		case mcontainer.StateRestarting:
 			c.rec.State.Status = mcontainer.StateExited
 			toStart = append(toStart, c)
@@ -59,11 +59,16 @@ func (d *Daemon) restoreContainers(ctx context.Context) error {
 				}
 			}()
 		case mcontainer.StateExited:
+			// A start of a stopped container (docker start, restart, a restart policy) that the
+			// daemon's death cut short leaves the record exited and may leave a shim: its
+			// container runs, or waits for Start, where nothing sees it.
+			if d.restoreCutStart(ctx, c) {
+				continue
+			}
 			p := r.HostConfig.RestartPolicy.Name
 			if p == mcontainer.RestartPolicyAlways || (p == mcontainer.RestartPolicyUnlessStopped && !r.State.StoppedByUser) {
 				toStart = append(toStart, c)
 			}
-			_ = snapshot.UnmountAll(d.rootfsDir(r.ID))
 		}
 	}
 	for _, c := range toStart {
@@ -79,12 +84,13 @@ func (d *Daemon) restoreContainers(ctx context.Context) error {
 	return nil
 }
 
-// restoreCreated reconciles a created container with what a start cut short by the daemon's
-// death may have left. A container that got as far as running is adopted as started (its start
-// was not answered, but nothing a user ran is stopped); otherwise what the start set up is taken
-// down (the runtime's container and the shim waiting to start it, the root filesystem mount; the
-// network namespace goes with reconcileNetworks) and the container stays created.
-func (d *Daemon) restoreCreated(ctx context.Context, c *ctr) {
+// restoreCutStart reconciles a created or exited container with what a start cut short by the
+// daemon's death may have left, and reports whether it adopted the container. A container that
+// got as far as running is adopted as started (its start was not answered, but nothing a user
+// ran is stopped); otherwise what the start set up is taken down (the runtime's container and
+// the shim waiting to start it, the root filesystem mount; the network namespace goes with
+// reconcileNetworks) and the record stays as it was.
+func (d *Daemon) restoreCutStart(ctx context.Context, c *ctr) bool {
 	id := c.rec.ID
 	h := &shimHandle{dir: d.shimDir(id), client: shim.NewClient(d.shimDir(id))}
 	if st, err := h.client.State(ctx); err == nil && st.State == "running" {
@@ -96,13 +102,14 @@ func (d *Daemon) restoreCreated(ctx context.Context, c *ctr) {
 		}
 		d.log.Info("adopted a container whose start was cut short", "container", id[:12], "pid", st.Pid)
 		go d.monitor(c, h, c.rec.Generation)
-		return
+		return true
 	}
 	d.killOrphan(id)
 	if err := snapshot.UnmountAll(d.rootfsDir(id)); err != nil {
-		d.log.Warn("unmount root filesystem of created container", "container", id[:12], "err", err)
+		d.log.Warn("unmount root filesystem of stopped container", "container", id[:12], "err", err)
 	}
 	_ = os.RemoveAll(d.shimDir(id))
+	return false
 }
 
 // cleanStaleDirs removes the shim and container directories of containers that no longer
