@@ -41,6 +41,8 @@ type shimPool struct {
 type spareShim struct {
 	cmd  *exec.Cmd
 	conn *os.File // our end of the job socket
+	// exited is closed once the spare has been reaped.
+	exited chan struct{}
 }
 
 func newShimPool(d *Daemon) *shimPool { return &shimPool{d: d} }
@@ -125,9 +127,10 @@ func (p *shimPool) start() (*spareShim, error) {
 		ours.Close()
 		return nil, fmt.Errorf("start shim: %w", err)
 	}
+	s := &spareShim{cmd: cmd, conn: ours, exited: make(chan struct{})}
 	// The daemon reaps its spares; a spare that took a job is reaped here as well.
-	go func() { _ = cmd.Wait() }()
-	return &spareShim{cmd: cmd, conn: ours}, nil
+	go func() { _ = cmd.Wait(); close(s.exited) }()
+	return s, nil
 }
 
 // take returns a spare, or nil when none is ready, and starts a replacement.
@@ -163,6 +166,18 @@ func (s *spareShim) discard() {
 	_ = s.cmd.Process.Kill()
 }
 
+// kill ends a spare that has a job and waits until it is gone. A SIGKILL takes effect only
+// once the spare is back from its system call: until then it may still write its init's PID
+// into the cgroup that the caller's Abort is about to empty and remove (whose rmdir would then
+// fail, leaving the cgroup behind).
+func (s *spareShim) kill() {
+	_ = s.cmd.Process.Kill()
+	select {
+	case <-s.exited:
+	case <-time.After(10 * time.Second):
+	}
+}
+
 // assign hands the spare its job and waits for its report (see shim.SpareReport). taken is
 // false when the spare could not even be handed the job (it died): the caller then starts
 // another. Once the spare has the job, what it reports, or its silence, is the answer.
@@ -172,7 +187,7 @@ func (s *spareShim) discard() {
 func (s *spareShim) assign(ctx context.Context, job []byte, finish func() error) (line string, taken bool, err error) {
 	defer s.conn.Close()
 	if _, err := s.conn.Write(job); err != nil {
-		_ = s.cmd.Process.Kill()
+		s.kill()
 		return "", false, fmt.Errorf("hand job to spare shim: %w", err)
 	}
 	ferr := finish()
@@ -181,7 +196,7 @@ func (s *spareShim) assign(ctx context.Context, job []byte, finish func() error)
 		// its report is awaited below, so that no process of the container outlives the error.
 		_ = syscall.Shutdown(int(s.conn.Fd()), syscall.SHUT_WR)
 	} else if _, err := s.conn.Write([]byte{1}); err != nil {
-		_ = s.cmd.Process.Kill()
+		s.kill()
 		return "", true, fmt.Errorf("spare shim: %w", err)
 	}
 	type result struct {
@@ -200,10 +215,10 @@ func (s *spareShim) assign(ctx context.Context, job []byte, finish func() error)
 		}
 		return r.line, true, r.err
 	case <-ctx.Done():
-		_ = s.cmd.Process.Kill()
+		s.kill()
 		return "", true, ctx.Err()
 	case <-time.After(60 * time.Second):
-		_ = s.cmd.Process.Kill()
+		s.kill()
 		return "", true, errors.New("shim did not report within 60s")
 	}
 }
