@@ -118,14 +118,19 @@ func (r *Runtime) Prepare(_ context.Context, id, bundle string, sp *specs.Spec, 
 	return p, nil
 }
 
-// Finish makes the container's cgroup and saves its config, while the supervisor starts the
+// Finish saves the container's config and makes its cgroup, while the supervisor starts the
 // init. On failure the caller calls Abort.
 func (p *Prepared) Finish() error {
+	// The config first: a forced Delete after the caller died (no state file) finds the cgroup
+	// through it, so no cgroup may exist without it.
+	if err := p.c.saveConfig(); err != nil {
+		return err
+	}
 	if err := p.c.makeCgroup(); err != nil {
 		return err
 	}
 	p.cgroup = true
-	return p.c.saveConfig()
+	return nil
 }
 
 // Abort undoes a Prepare whose supervisor failed: it kills what runs in the container's cgroup,
