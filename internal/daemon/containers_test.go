@@ -458,6 +458,15 @@ func TestContainerInit(t *testing.T) {
 	if code != 4 || !strings.Contains(out, "ppid=1\n") || !strings.Contains(out, "/sbin/docker-init -- sh") {
 		t.Fatalf("--init: exit %d, output %q", code, out)
 	}
+	// The init is the berth binary: variables that berth's own processes are started with,
+	// set in the container's environment (by its image, say), must not turn it into them.
+	for _, env := range []string{"_BERTH_CSPARE=1", "_BERTH_CSHIM=ls=3", "_BERTH_NSENTER=1:/nonexistent"} {
+		_, code, out = run(t, d, &mcontainer.Config{Cmd: []string{"sh", "-c", "echo ran; exit 4"}, Env: []string{env}},
+			&mcontainer.HostConfig{Init: &yes})
+		if code != 4 || out != "ran\n" {
+			t.Errorf("--init with %s: exit %d, output %q", env, code, out)
+		}
+	}
 }
 
 func TestContainerStartFailure(t *testing.T) {

@@ -2688,11 +2688,14 @@ static void spare(char **argv) __attribute__((noreturn));
 
 // berth_cshim takes over the process when `berth shim` re-executed itself with _BERTH_CSHIM,
 // and runs a spare shim (see spare below) when the daemon started one with _BERTH_CSPARE. glibc
-// passes main's arguments to constructors.
+// passes main's arguments to constructors. The variables alone are not enough: the binary is
+// also a container's --init (/sbin/docker-init), whose environment is the container's.
 __attribute__((constructor)) static void berth_cshim(int argc, char **argv, char **envp) {
-	(void)argc;
 	(void)envp;
-	if (getenv(BERTH_CSPARE_ENV) != NULL) {
+	if (argc < 2 || strcmp(argv[1], "shim") != 0) {
+		return;
+	}
+	if (getenv(BERTH_CSPARE_ENV) != NULL && argc > 2 && strcmp(argv[2], "--pool") == 0) {
 		spare(argv);
 	}
 	const char *spec = getenv(BERTH_CSHIM_ENV);

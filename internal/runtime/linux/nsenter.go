@@ -22,8 +22,14 @@ package linux
 // that descriptor and exits.
 //
 // Only the runtime sets these variables; the container's process never sees them because the
-// Go side builds the user process's environment from the spec alone.
-__attribute__((constructor)) static void berth_nsenter(void) {
+// Go side builds the user process's environment from the spec alone. They count only for
+// `berth init`: the binary is also a container's --init, whose environment is the container's
+// (glibc passes main's arguments to constructors).
+__attribute__((constructor)) static void berth_nsenter(int argc, char **argv, char **envp) {
+	(void)envp;
+	if (argc < 2 || strcmp(argv[1], "init") != 0) {
+		return;
+	}
 	const char *spec = getenv("_BERTH_NSENTER");
 	if (spec == NULL || *spec == '\0') {
 		berth_cinit();
