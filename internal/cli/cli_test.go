@@ -272,6 +272,11 @@ func TestCLIErrors(t *testing.T) {
 	if code := c.run([]string{"tag", "a"}); code != 1 || !strings.Contains(errOut.String(), `"berth tag" requires exactly 2 arguments.`) {
 		t.Errorf("bad args: %d %q", code, errOut.String())
 	}
+	errOut.Reset()
+	c = &cli{in: strings.NewReader(""), out: &out, err: &errOut}
+	if code := c.run([]string{"rn"}); code != 1 || !strings.Contains(errOut.String(), "'rn' is not a berth command") || !strings.Contains(errOut.String(), "run") {
+		t.Errorf("unknown command: %d %q", code, errOut.String())
+	}
 	// A filter without "=" is refused before any request, as docker does, by every list command.
 	for _, args := range [][]string{{"network", "ls", "--filter", "driver"}, {"network", "prune", "-f", "--filter", "until"}, {"images", "--filter", "dangling"}} {
 		errOut.Reset()

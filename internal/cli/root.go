@@ -313,6 +313,18 @@ func (c *cli) newRoot() *cobra.Command {
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			return c.setupLogging()
 		},
+		// A word that names no command is an error, as with docker (cobra would show the
+		// root's help and succeed).
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cmd.Help()
+			}
+			msg := fmt.Sprintf("berth: '%s' is not a berth command.", args[0])
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				msg += "\nDid you mean " + strings.Join(s, " or ") + "?"
+			}
+			return errors.New(msg + "\nSee 'berth --help'")
+		},
 	}
 	root.SetVersionTemplate("berth version {{.Version}}\n")
 	root.SetOut(c.out)

@@ -3054,6 +3054,9 @@ static int recv_master(int sock) {
 
 static void spare(char **argv) {
 	unsetenv(BERTH_CSPARE_ENV);
+	// An init that dies before it read its program must give an error, not kill the spare
+	// (the init resets what is ignored here before anything of the container runs).
+	signal(SIGPIPE, SIG_IGN);
 	G.ready = -1;
 	fcntl(3, F_SETFD, FD_CLOEXEC);
 	uint32_t hdr[2];
