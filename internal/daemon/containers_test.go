@@ -969,3 +969,16 @@ func TestCreateFailsWhole(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestHostNetworkHostname: on the host's network a container has the host's name, as in Docker.
+func TestHostNetworkHostname(t *testing.T) {
+	d := newTestDaemon(t)
+	want, err := os.Hostname()
+	if err != nil {
+		t.Skip(err)
+	}
+	_, code, out := run(t, d, &mcontainer.Config{Cmd: []string{"hostname"}}, &mcontainer.HostConfig{NetworkMode: "host"})
+	if code != 0 || strings.TrimSpace(out) != want {
+		t.Fatalf("hostname = %q (exit %d), want %q", out, code, want)
+	}
+}

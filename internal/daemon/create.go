@@ -202,11 +202,17 @@ func (d *Daemon) ContainerCreate(ctx context.Context, name string, cfg *mcontain
 	if len(cfg.Entrypoint) == 0 && len(cfg.Cmd) == 0 {
 		return mcontainer.CreateResponse{}, errdefs.ErrInvalidArgument.WithMessage("no command specified")
 	}
-	if cfg.Hostname == "" {
-		cfg.Hostname = id[:12]
-	}
 	if hc.NetworkMode == "" || hc.NetworkMode == "default" {
 		hc.NetworkMode = "bridge"
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname = id[:12]
+		// As Docker: a container on the host's network has the host's name.
+		if hc.NetworkMode == "host" {
+			if h, err := os.Hostname(); err == nil {
+				cfg.Hostname = h
+			}
+		}
 	}
 	if hc.RestartPolicy.Name == "" {
 		hc.RestartPolicy.Name = mcontainer.RestartPolicyDisabled

@@ -172,12 +172,28 @@ func (d *Daemon) startLocked(ctx context.Context, c *ctr) (retErr error) {
 	if err != nil {
 		return err
 	}
-	nr := awaitNet()
-	if nr.err != nil {
+	// The container's own namespace has a known path: the spec is built and the runtime
+	// prepares the container while the network comes up; the network must be up before the
+	// init starts (netReady). A namespace joined from elsewhere is waited for first.
+	var nsPath string
+	if mode := rec.HostConfig.NetworkMode; mode == "host" || mode.IsContainer() {
+		nr := awaitNet()
+		if nr.err != nil {
+			return nr.err
+		}
+		nsPath = nr.nsPath
+	} else {
+		nsPath = d.net.NetnsPath(id)
+	}
+	netReady := func() error {
+		nr := awaitNet()
+		if nr.err == nil && nr.nsPath != nsPath {
+			// Never expected: the spec names the path NetnsPath gives for the container.
+			return fmt.Errorf("network namespace of %s is at %s, not %s", id, nr.nsPath, nsPath)
+		}
+		phase("network")
 		return nr.err
 	}
-	nsPath := nr.nsPath
-	phase("network")
 	spec, err := container.Spec(container.SpecInput{
 		NetNSPath:      nsPath,
 		Mounts:         extraMounts,
@@ -201,7 +217,7 @@ func (d *Daemon) startLocked(ctx context.Context, c *ctr) (retErr error) {
 	// The previous run's shim deletes its container from the runtime only a while after the
 	// exit, and only if the daemon has not: do it now, or the create below would find it.
 	_ = d.runtime().Delete(ctx, id, true)
-	h, err := d.launchShim(ctx, rec, spec)
+	h, err := d.launchShim(ctx, rec, spec, netReady)
 	if err != nil {
 		return err
 	}
@@ -471,7 +487,8 @@ func mkdirInRoot(rootfs, dir string, uid, gid int) error {
 
 // launchShim starts `berth shim` for a container in its own session and waits until the
 // container is created (or creating it failed, with the runtime's message).
-func (d *Daemon) launchShim(ctx context.Context, rec *ctrRecord, spec *specs.Spec) (*shimHandle, error) {
+// netReady waits for the container's network; the init must not start before it is up.
+func (d *Daemon) launchShim(ctx context.Context, rec *ctrRecord, spec *specs.Spec, netReady func() error) (*shimHandle, error) {
 	// The shim will move the container's init into its cgroup in ~10 ms; the kernel makes the
 	// first such move after a quiet spell wait for an RCU grace period, which this starts now.
 	go d.runtime().PrimeCgroupMigration()
@@ -486,6 +503,12 @@ func (d *Daemon) launchShim(ctx context.Context, rec *ctrRecord, spec *specs.Spe
 	// Docker's usual container is prepared here and started by a spare shim in C; the others
 	// (a user namespace, BERTH_INIT=go...) by a `berth shim` that runs the runtime itself.
 	prep, err := d.runtime().Prepare(ctx, rec.ID, d.ctrDir(rec.ID), spec, rec.Config.Tty)
+	if nerr := netReady(); nerr != nil {
+		if err == nil {
+			prep.Abort()
+		}
+		return nil, nerr
+	}
 	if err == nil {
 		return d.launchSpare(ctx, cfg, prep)
 	}
