@@ -566,6 +566,8 @@ func TestFailedStartLeavesNothing(t *testing.T) {
 		// The spare shim has the job and started the init: the init fails, or the cgroup does.
 		{"init", &mcontainer.Config{Image: "busybox", Cmd: []string{"nosuchcmd"}}, &mcontainer.HostConfig{NetworkMode: "none"}, `exec: "nosuchcmd": executable file not found`},
 		{"cgroup", &mcontainer.Config{Image: "busybox", Cmd: []string{"true"}}, &mcontainer.HostConfig{NetworkMode: "none", Resources: mcontainer.Resources{CpusetCpus: "4095"}}, "cgroup"},
+		// After it reported ready: the init's own words reach the error.
+		{"after ready", &mcontainer.Config{Image: "busybox", Cmd: []string{"true"}}, &mcontainer.HostConfig{NetworkMode: "none", Resources: mcontainer.Resources{Ulimits: []*mcontainer.Ulimit{{Name: "nofile", Soft: 3, Hard: 3}}}}, "open exec fifo"},
 	} {
 		cr, err := d.ContainerCreate(ctx, "", tc.cfg, tc.hc, nil)
 		if err != nil {
@@ -596,6 +598,10 @@ func TestFailedStartLeavesNothing(t *testing.T) {
 			if _, err := os.Stat(dir); !os.IsNotExist(err) {
 				t.Errorf("%s: cgroup %s left after a failed start (%v)", tc.name, dir, err)
 			}
+		}
+		// A shim that was running answers its clients for a few seconds before it ends.
+		for start := time.Now(); len(shimsOf(t, cr.ID)) > 0 && time.Since(start) < 15*time.Second; {
+			time.Sleep(20 * time.Millisecond)
 		}
 		if pids := shimsOf(t, cr.ID); len(pids) > 0 {
 			t.Errorf("%s: shim processes %v left after a failed start", tc.name, pids)

@@ -234,6 +234,9 @@ func (d *Daemon) startLocked(ctx context.Context, c *ctr) (retErr error) {
 	st, ok, err := h.client.Start(ctx)
 	if err != nil {
 		_ = h.client.Kill(context.WithoutCancel(ctx), syscall.SIGKILL, true)
+		// The cgroup and the runtime's state go now; the shim ends by itself once its
+		// clients are answered.
+		_ = d.runtime().Delete(context.WithoutCancel(ctx), id, true)
 		return fmt.Errorf("start container: %w", err)
 	}
 	phase("started")

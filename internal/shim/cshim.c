@@ -150,6 +150,9 @@ static struct {
 	struct early *early;
 	int nearly, capearly;
 	struct helper helpers[MAX_HELPERS];
+	// early_out is the last line the init wrote before Start: after it reported ready it
+	// applies rlimits, capabilities and seccomp, and a failure there is only on its stderr.
+	char early_out[512];
 	int sock_known;
 	dev_t sock_dev;
 	ino_t sock_ino;
@@ -789,6 +792,26 @@ static void stream_eof(struct stream *s) {
 	}
 }
 
+// keep_early_line keeps the last non-empty line of p in G.early_out.
+static void keep_early_line(const char *p, size_t n) {
+	while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r')) {
+		n--;
+	}
+	size_t start = n;
+	while (start > 0 && p[start - 1] != '\n') {
+		start--;
+	}
+	size_t len = n - start;
+	if (len == 0) {
+		return;
+	}
+	if (len >= sizeof G.early_out) {
+		len = sizeof G.early_out - 1;
+	}
+	memcpy(G.early_out, p + start, len);
+	G.early_out[len] = 0;
+}
+
 static void stream_read(struct stream *s) {
 	char buf[READ_CHUNK];
 	ssize_t n = read(s->fd, buf, sizeof buf);
@@ -799,6 +822,9 @@ static void stream_read(struct stream *s) {
 		// EIO is how a pty master reports that the slave side closed.
 		stream_eof(s);
 		return;
+	}
+	if (G.state == ST_CREATED) {
+		keep_early_line(buf, (size_t)n);  // no user process has run yet: this is the init's
 	}
 	log_stream(s, buf, (size_t)n);
 	fanout(s->id, buf, (size_t)n);
@@ -1403,6 +1429,21 @@ static void helper_answer(struct helper *h, const char *msg, int fd) {
 
 // ---- start ----
 
+// init_exit_msg says that the init ended before Start, with its last words when it left any.
+static const char *init_exit_msg(void) {
+	static char m[sizeof G.early_out + 64];
+	for (int i = 0; i < G.nstreams; i++) {
+		if (G.st[i].fd >= 0) {
+			stream_read(&G.st[i]);  // what it wrote last may not have been read yet
+		}
+	}
+	if (G.early_out[0] == 0) {
+		return "container init exited before start";
+	}
+	snprintf(m, sizeof m, "container init exited before start: %s", G.early_out);
+	return m;
+}
+
 static void finish_start(int ok, const char *msg) {
 	xclose(&G.fifofd);
 	xclose(&G.pidfd);
@@ -1430,6 +1471,13 @@ static void finish_start(int ok, const char *msg) {
 
 // Hooks: the daemon never sets OCI hooks, and this path does not run poststart hooks.
 static void begin_start(struct conn *c) {
+	int never_started = G.started.tv_sec == 0 && G.started.tv_nsec == 0;
+	if (never_started && (G.state == ST_EXITED || (G.state == ST_CREATED && G.init_reaped))) {
+		char m[sizeof G.early_out + 128];
+		snprintf(m, sizeof m, "start container: %s", init_exit_msg());
+		respond_err(c, 409, m);
+		return;
+	}
 	if (G.state != ST_CREATED || G.init_reaped) {
 		static const char *names[] = {"created", "running", "exited"};
 		char m[6 * ID_MAX + 64];
@@ -1445,7 +1493,7 @@ static void begin_start(struct conn *c) {
 	// Watch the init before opening the fifo: once open, the init may run to completion.
 	G.pidfd = (int)syscall(SYS_pidfd_open, G.initpid, 0);
 	if (G.pidfd < 0 && errno != ENOSYS) {
-		finish_start(0, "container init exited before start");
+		finish_start(0, init_exit_msg());
 		return;
 	}
 	G.fifofd = open(G.fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
@@ -1472,7 +1520,7 @@ static void start_poll(short fifo_ev, short pid_ev) {
 			return;
 		}
 		if (n <= 0) {
-			finish_start(0, "container init exited before start");
+			finish_start(0, init_exit_msg());
 			return;
 		}
 		if (unlink(G.fifo) < 0 && errno != ENOENT) {
@@ -1577,7 +1625,7 @@ static void finalize(void) {
 	close_stdin();
 	if (G.start_phase) {
 		// Phase 2 means the init's byte came: the start happened, the process then ended.
-		finish_start(G.start_phase == 2, "container init exited before start");
+		finish_start(G.start_phase == 2, G.start_phase == 2 ? "" : init_exit_msg());
 	}
 	char b[6 * ID_MAX + 512];
 	size_t n = status_json(b);
