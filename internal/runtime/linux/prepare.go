@@ -22,15 +22,16 @@ var ErrNotPrepared = errors.New("container needs the Go init")
 // init itself: the shim's C side (internal/shim/cshim.c), which has no Go runtime to run
 // CreatePid with. Prepare and Finish do everything that needs Go (the spec, the seccomp filter,
 // the C init's program, the cgroup); the supervisor
-//   - starts "/proc/self/exe init" with InitEnv, in new namespaces (CloneFlags), with stdin,
-//     stdout and stderr, a sync socket at fd 3, Fifo opened O_PATH at fd 4 and, with a
-//     terminal, a socket at fd 5 on which the init sends the pty master;
+//   - starts the C init in new namespaces (CloneFlags) with InitEnv, with stdin, stdout and
+//     stderr, a sync socket at fd 3, Fifo opened O_PATH at fd 4 and, with a terminal, a socket
+//     at fd 5 on which the init sends the pty master: an exec of "/proc/self/exe init", or a
+//     fork that runs cinit.c's berth_cinit_direct;
 //   - writes Program on the sync socket: the init sets the container up while Finish runs;
+//   - writes the state file, StatePrefix + `"pid":PID,"startTime":T` + StateSuffix, where T
+//     is field 22 of /proc/PID/stat, to a temporary file renamed to StateFile;
 //   - once Finish has returned, writes the init's PID to each file of Procs, then one byte on
 //     the sync socket;
-//   - reads the init's answer, one JSON line: {"type":"ready"} or {"type":"error","error":...};
-//   - writes the state file, StatePrefix + `"pid":PID,"startTime":T` + StateSuffix, where T
-//     is field 22 of /proc/PID/stat, to a temporary file renamed to StateFile.
+//   - reads the init's answer, one JSON line: {"type":"ready"} or {"type":"error","error":...}.
 //
 // From then on the container is the runtime's like any other: Start, Kill, Delete and Exec
 // work on it. A supervisor that fails before the state file exists kills its init and reports;
