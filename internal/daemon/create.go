@@ -170,7 +170,7 @@ func (d *Daemon) ContainerCreate(ctx context.Context, name string, cfg *mcontain
 	// A start usually follows (docker run). Moving its init into its cgroup will wait for an
 	// RCU grace period (~8.5 ms here) unless a migration ran shortly before; one started now
 	// has passed by then, and the start's own priming (launchShim) keeps the window open.
-	go d.runtime().PrimeCgroupMigration()
+	d.primeCgroups()
 	if cfg == nil {
 		return mcontainer.CreateResponse{}, errdefs.ErrInvalidArgument.WithMessage("config cannot be empty in order to create a container")
 	}

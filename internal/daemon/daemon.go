@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/berth-dev/berth/internal/api"
@@ -97,6 +98,8 @@ type Daemon struct {
 	// premountTTL is how long a root filesystem mounted at create waits for its start
 	// (premount.go).
 	premountTTL time.Duration
+	// lastPrime is when primeCgroups last started a migration (Unix nanoseconds).
+	lastPrime atomic.Int64
 	// bootID is the kernel's ID of this boot (mountRootfs); nil if it could not be read.
 	bootID []byte
 	// bg tracks work left for after a reply (the files of removed containers); the daemon

@@ -494,7 +494,7 @@ func mkdirInRoot(rootfs, dir string, uid, gid int) error {
 func (d *Daemon) launchShim(ctx context.Context, rec *ctrRecord, spec *specs.Spec, netReady func() error) (*shimHandle, error) {
 	// The shim will move the container's init into its cgroup in ~10 ms; the kernel makes the
 	// first such move after a quiet spell wait for an RCU grace period, which this starts now.
-	go d.runtime().PrimeCgroupMigration()
+	d.primeCgroups()
 	dir := d.shimDir(rec.ID)
 	_ = os.RemoveAll(dir) // a previous run's; a spare makes it anew, in parallel with the init
 	self := d.binary()
@@ -838,4 +838,21 @@ func (c *ctr) cancelRestart() {
 			c.rec.State.Status = mcontainer.StateExited
 		}
 	}
+}
+
+// primeCgroupsEvery is how often at most primeCgroups starts a migration: one keeps the
+// kernel's cgroup_threadgroup_rwsem past its grace period for the moves of the next
+// milliseconds, and each takes that lock for writing, which stalls every fork and exit on the
+// host meanwhile (a burst of starts would take it twice per container).
+const primeCgroupsEvery = 5 * time.Millisecond
+
+// primeCgroups starts a no-op cgroup migration (Runtime.PrimeCgroupMigration) in the
+// background, unless one started within primeCgroupsEvery.
+func (d *Daemon) primeCgroups() {
+	now := time.Now().UnixNano()
+	last := d.lastPrime.Load()
+	if now-last < int64(primeCgroupsEvery) || !d.lastPrime.CompareAndSwap(last, now) {
+		return
+	}
+	go d.runtime().PrimeCgroupMigration()
 }
