@@ -3299,5 +3299,17 @@ static void spare(char **argv) {
 	if (adopt(fds) < 0) {
 		spare_fail("error shim: bad configuration");
 	}
+	// The job (the init's program above all) is done with: keep the few strings the steady
+	// state uses and give the rest back, as a shim started afresh would not have it.
+	G.id = strdup(G.id);
+	G.dir = strdup(G.dir);
+	G.rr = strdup(G.rr);
+	G.fifo = strdup(G.fifo);
+	G.oom = G.oom ? strdup(G.oom) : NULL;
+	if (!G.id || !G.dir || !G.rr || !G.fifo) {
+		spare_fail("error shim: out of memory");
+	}
+	free(b);
+	malloc_trim(0);
 	serve();
 }
