@@ -720,27 +720,11 @@ func TestRestoreInterruptedStart(t *testing.T) {
 	cfg := d.cfg
 	stopMonitors(d, die)
 	d2 := reopenDaemon(t, cfg)
-	ins, err := d2.ContainerInspect(ctx, "started", false)
-	if err != nil || !ins.State.Running || ins.State.Pid != pid {
-		t.Fatalf("started container after restart: %+v %v (pid before %d)", ins.State, err, pid)
-	}
-	// It is monitored: a kill is seen.
-	wc, _ := d2.ContainerWait(ctx, "started", mcontainer.WaitConditionNotRunning)
-	if err := d2.ContainerKill(ctx, "started", "KILL"); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case r := <-wc:
-		if r.StatusCode != 137 {
-			t.Fatalf("exit after kill = %d", r.StatusCode)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("adopted container's exit not seen")
-	}
+	expectAdopted(t, d2, "started", pid)
 	if isMounted(t, d2.rootfsDir(cr.ID)) {
 		t.Error("root filesystem of a created container still mounted after restart")
 	}
-	ins, err = d2.ContainerInspect(ctx, "mounted", false)
+	ins, err := d2.ContainerInspect(ctx, "mounted", false)
 	if err != nil || ins.State.Status != mcontainer.StateCreated {
 		t.Fatalf("mounted container after restart: %+v %v", ins.State, err)
 	}
@@ -775,22 +759,7 @@ func TestRestoreInterruptedRestart(t *testing.T) {
 	cfg := d.cfg
 	stopMonitors(d, die)
 	d2 := reopenDaemon(t, cfg)
-	ins, err := d2.ContainerInspect(ctx, "again", false)
-	if err != nil || !ins.State.Running || ins.State.Pid != pid {
-		t.Fatalf("container after restart: %+v %v (pid before %d)", ins.State, err, pid)
-	}
-	wc, _ := d2.ContainerWait(ctx, "again", mcontainer.WaitConditionNotRunning)
-	if err := d2.ContainerKill(ctx, "again", "KILL"); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case r := <-wc:
-		if r.StatusCode != 137 {
-			t.Fatalf("exit after kill = %d", r.StatusCode)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("adopted container's exit not seen")
-	}
+	expectAdopted(t, d2, "again", pid)
 	d.ctrs = newCtrIndex()
 }
 
@@ -986,5 +955,28 @@ func TestHostNetworkHostname(t *testing.T) {
 	_, code, out := run(t, d, &mcontainer.Config{Cmd: []string{"hostname"}}, &mcontainer.HostConfig{NetworkMode: "host"})
 	if code != 0 || strings.TrimSpace(out) != want {
 		t.Fatalf("hostname = %q (exit %d), want %q", out, code, want)
+	}
+}
+
+// expectAdopted checks that a restarted daemon took container name over as running with init
+// pid, and that it monitors it: a kill is seen as its exit.
+func expectAdopted(t *testing.T, d *Daemon, name string, pid int) {
+	t.Helper()
+	ctx := context.Background()
+	ins, err := d.ContainerInspect(ctx, name, false)
+	if err != nil || !ins.State.Running || ins.State.Pid != pid {
+		t.Fatalf("%s after restart: %+v %v (pid before %d)", name, ins.State, err, pid)
+	}
+	wc, _ := d.ContainerWait(ctx, name, mcontainer.WaitConditionNotRunning)
+	if err := d.ContainerKill(ctx, name, "KILL"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-wc:
+		if r.StatusCode != 137 {
+			t.Fatalf("%s: exit after kill = %d", name, r.StatusCode)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s: adopted container's exit not seen", name)
 	}
 }

@@ -71,15 +71,8 @@ type testShim struct {
 // directory). Everything is removed when the test ends.
 func startShim(t *testing.T, cfg Config, args ...string) *testShim {
 	t.Helper()
-	testutil.RequireRoot(t)
-	testutil.RequireBusybox(t)
-	bin := berthBinary(t)
-	bundle := t.TempDir()
-	testutil.BusyboxRootfs(t, filepath.Join(bundle, "rootfs"))
-	id := strings.ReplaceAll(t.Name(), "/", "_") + "-" + strconv.Itoa(os.Getpid())
-	sp := linux.DefaultSpec("rootfs", args)
+	bin, bundle, id, sp := testBundle(t, args)
 	sp.Process.Terminal = cfg.Terminal
-	sp.Linux.CgroupsPath = "berth-shim-test/" + id
 	b, err := json.Marshal(sp)
 	if err != nil {
 		t.Fatal(err)
@@ -151,6 +144,22 @@ func startShim(t *testing.T, cfg Config, args ...string) *testShim {
 		t.Fatalf("shim reported %q", line)
 	}
 	return s
+}
+
+// testBundle makes a bundle directory with a busybox rootfs for a container running args, in
+// its own cgroup below berth-shim-test, and returns the berth binary to run it with, the
+// bundle, the container's ID and its spec (not written: the caller may change it).
+func testBundle(t *testing.T, args []string) (bin, bundle, id string, sp *specs.Spec) {
+	t.Helper()
+	testutil.RequireRoot(t)
+	testutil.RequireBusybox(t)
+	bin = berthBinary(t)
+	bundle = t.TempDir()
+	testutil.BusyboxRootfs(t, filepath.Join(bundle, "rootfs"))
+	id = strings.ReplaceAll(t.Name(), "/", "_") + "-" + strconv.Itoa(os.Getpid())
+	sp = linux.DefaultSpec("rootfs", args)
+	sp.Linux.CgroupsPath = "berth-shim-test/" + id
+	return bin, bundle, id, sp
 }
 
 func (s *testShim) logEntries(t *testing.T) []LogEntry {

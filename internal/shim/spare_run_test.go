@@ -30,14 +30,7 @@ type spareRun struct {
 // daemon's part (Finish and the go-ahead byte), which the test does.
 func startSpare(t *testing.T, args ...string) *spareRun {
 	t.Helper()
-	testutil.RequireRoot(t)
-	testutil.RequireBusybox(t)
-	bin := berthBinary(t)
-	bundle := t.TempDir()
-	testutil.BusyboxRootfs(t, filepath.Join(bundle, "rootfs"))
-	id := strings.ReplaceAll(t.Name(), "/", "_") + "-" + strconv.Itoa(os.Getpid())
-	sp := linux.DefaultSpec("rootfs", args)
-	sp.Linux.CgroupsPath = "berth-shim-test/" + id
+	bin, bundle, id, sp := testBundle(t, args)
 	dir, err := os.MkdirTemp("", "spare")
 	if err != nil {
 		t.Fatal(err)
