@@ -467,6 +467,19 @@ static int remount_bind(const char *target, unsigned long flags) {
 	return r;
 }
 
+// to_new_mount moves *fd, which named the directory a mount went onto, to the new mount's
+// root, found again along the resolved path following no symlink, and sets target (of size n)
+// to its /proc/self/fd path.
+static void to_new_mount(int *fd, char *target, size_t n, const char *dest) {
+	int top = reopen_top(*fd);
+	if (top < 0) {
+		fail("mount %s: %s", dest, errstr(errno));
+	}
+	close(*fd);
+	*fd = top;
+	fdpath(target, n, *fd);
+}
+
 // op_mount: i0 mount flags, i1 CI_MK_*, i2 bind remount flags (0: none), i3 fallback on EPERM
 // (bind s4 instead, then remount with i0), i4.. propagation flags; s0 source, s1 destination in
 // the root, s2 type, s3 data, s4 fallback source.
@@ -498,13 +511,7 @@ static void op_mount(const struct op *o) {
 		// instance; the host's is bound instead, as runc does.
 		r = mount(str(o, 4), target, "", MS_BIND | MS_REC, "");
 		if (r == 0) {
-			int top = reopen_top(fd);
-			if (top < 0) {
-				fail("mount %s: %s", dest, errstr(errno));
-			}
-			close(fd);
-			fd = top;
-			fdpath(target, sizeof target, fd);
+			to_new_mount(&fd, target, sizeof target, dest);
 			r = remount_bind(target, flags);
 		}
 	}
@@ -516,15 +523,7 @@ static void op_mount(const struct op *o) {
 		close(fd);
 		return;
 	}
-	// The descriptor named the directory under the new mount; the new mount's root is found
-	// again along the resolved path, following no symlink.
-	int top = reopen_top(fd);
-	if (top < 0) {
-		fail("mount %s: %s", dest, errstr(errno));
-	}
-	close(fd);
-	fd = top;
-	fdpath(target, sizeof target, fd);
+	to_new_mount(&fd, target, sizeof target, dest);
 	if (remount != 0 && remount_bind(target, remount) < 0) {
 		fail("mount %s: remount %s: %s", dest, dest, errstr(errno));
 	}
