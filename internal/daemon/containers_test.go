@@ -689,21 +689,7 @@ func TestRestoreInterruptedStart(t *testing.T) {
 	ctx := context.Background()
 	none := &mcontainer.HostConfig{NetworkMode: "none"}
 	// Died after the container started, before its record said so.
-	if _, err := d.ContainerCreate(ctx, "started", &mcontainer.Config{Image: "busybox", Cmd: []string{"sleep", "1000"}}, none, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.ContainerStart(ctx, "started"); err != nil {
-		t.Fatal(err)
-	}
-	started, _ := d.ctrs.get("started")
-	started.mu.Lock()
-	pid := started.rec.State.Pid
-	rec := started.rec
-	rec.State = ctrState{Status: mcontainer.StateCreated}
-	if err := d.saveCtr(&rec); err != nil {
-		t.Fatal(err)
-	}
-	started.mu.Unlock()
+	pid := startedUnrecorded(t, d, "started", ctrState{Status: mcontainer.StateCreated})
 	// Died after the root filesystem was mounted.
 	cr, err := d.ContainerCreate(ctx, "mounted", &mcontainer.Config{Image: "busybox", Cmd: []string{"true"}}, none, nil)
 	if err != nil {
@@ -738,24 +724,8 @@ func TestRestoreInterruptedStart(t *testing.T) {
 // not left running where nothing sees it.
 func TestRestoreInterruptedRestart(t *testing.T) {
 	d, die := newTestDaemonCancel(t)
-	ctx := context.Background()
-	none := &mcontainer.HostConfig{NetworkMode: "none"}
-	if _, err := d.ContainerCreate(ctx, "again", &mcontainer.Config{Image: "busybox", Cmd: []string{"sleep", "1000"}}, none, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.ContainerStart(ctx, "again"); err != nil {
-		t.Fatal(err)
-	}
-	c, _ := d.ctrs.get("again")
-	c.mu.Lock()
-	pid := c.rec.State.Pid
 	// The record of the run before, as the start had not saved its own yet.
-	rec := c.rec
-	rec.State = ctrState{Status: mcontainer.StateExited, ExitCode: 3, FinishedAt: time.Now().UTC()}
-	if err := d.saveCtr(&rec); err != nil {
-		t.Fatal(err)
-	}
-	c.mu.Unlock()
+	pid := startedUnrecorded(t, d, "again", ctrState{Status: mcontainer.StateExited, ExitCode: 3, FinishedAt: time.Now().UTC()})
 	cfg := d.cfg
 	stopMonitors(d, die)
 	d2 := reopenDaemon(t, cfg)
@@ -979,4 +949,26 @@ func expectAdopted(t *testing.T, d *Daemon, name string, pid int) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("%s: adopted container's exit not seen", name)
 	}
+}
+
+// startedUnrecorded runs container name (a sleeper) and stores st as its record, as a daemon
+// that died before it saved the start left it; it returns the init's PID.
+func startedUnrecorded(t *testing.T, d *Daemon, name string, st ctrState) int {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := d.ContainerCreate(ctx, name, &mcontainer.Config{Image: "busybox", Cmd: []string{"sleep", "1000"}}, &mcontainer.HostConfig{NetworkMode: "none"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ContainerStart(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := d.ctrs.get(name)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rec := c.rec
+	rec.State = st
+	if err := d.saveCtr(&rec); err != nil {
+		t.Fatal(err)
+	}
+	return c.rec.State.Pid
 }

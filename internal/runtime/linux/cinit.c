@@ -535,20 +535,27 @@ static void op_mount(const struct op *o) {
 	close(fd);
 }
 
-static void op_mknod(const struct op *o) {
-	const char *p = str(o, 0);
+// parent_of opens the directory of p (in the root, made first when create is set) and points
+// *name at p's last element; on failure it ends the init with "what p: error".
+static int parent_of(const char *p, int create, const char **name, const char *what) {
 	char parent[PATH_MAX];
-	const char *name;
-	split(p, parent, sizeof parent, &name);
-	int pd = mkdir_in_root(parent);
+	split(p, parent, sizeof parent, name);
+	int pd = create ? mkdir_in_root(parent) : open_in_root(parent, O_PATH | O_DIRECTORY);
 	if (pd < 0) {
-		fail("create device %s: %s", p, errstr(errno));
+		fail("%s %s: %s", what, p, errstr(errno));
 	}
 	int dfd = openat(pd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	close(pd);
 	if (dfd < 0) {
-		fail("create device %s: %s", p, errstr(errno));
+		fail("%s %s: %s", what, p, errstr(errno));
 	}
+	return dfd;
+}
+
+static void op_mknod(const struct op *o) {
+	const char *p = str(o, 0);
+	const char *name;
+	int dfd = parent_of(p, 1, &name, "create device");
 	unlinkat(dfd, name, 0);
 	mode_t old = umask(0);
 	int r = mknodat(dfd, name, (mode_t)num(o, 0), (dev_t)num(o, 1));
@@ -564,18 +571,8 @@ static void op_mknod(const struct op *o) {
 
 static void op_symlink(const struct op *o) {
 	const char *target = str(o, 0), *p = str(o, 1);
-	char parent[PATH_MAX];
 	const char *name;
-	split(p, parent, sizeof parent, &name);
-	int pd = open_in_root(parent, O_PATH | O_DIRECTORY);
-	if (pd < 0) {
-		fail("symlink %s: %s", p, errstr(errno));
-	}
-	int dfd = openat(pd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	close(pd);
-	if (dfd < 0) {
-		fail("symlink %s: %s", p, errstr(errno));
-	}
+	int dfd = parent_of(p, 0, &name, "symlink");
 	if (num(o, 0)) {
 		unlinkat(dfd, name, 0);
 	}
