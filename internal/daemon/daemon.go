@@ -93,7 +93,7 @@ type Daemon struct {
 	volumes *volume.Store
 	// shims are started shims waiting for a container (shimpool.go).
 	shims *shimPool
-	// host is the host's cgroup layout for the runtime, looked up once (linux.Warm).
+	// host is the host's cgroup layout for the runtime, looked up once (linux.ProbeHost).
 	host func() *linux.Host
 	// premountTTL is how long a root filesystem mounted at create waits for its start
 	// (premount.go).
@@ -224,7 +224,7 @@ func newDaemon(ctx context.Context, cfg Config) (*Daemon, error) {
 	d := &Daemon{cfg: cfg, log: cfg.Logger, db: db, events: events.New(), start: time.Now(), ctrs: newCtrIndex(), ctx: ctx}
 	d.shims = newShimPool(d)
 	d.premountTTL = premountExpiry
-	d.host = sync.OnceValue(linux.Warm)
+	d.host = sync.OnceValue(linux.ProbeHost)
 	if d.bootID, err = readBootID(); err != nil {
 		d.log.Warn("boot id", "err", err)
 	}

@@ -60,11 +60,21 @@ type cgroupPlan struct {
 
 // Host is what a Runtime would otherwise look up about the host for every container: the
 // cgroup controllers and where the calling process sits in them (containerd/cgroups parses
-// /proc/self/mountinfo once per controller for that, ~1 ms). Warm returns one.
+// /proc/self/mountinfo once per controller for that, ~1 ms). ProbeHost returns one.
 type Host struct {
 	v2  bool
 	v1  []cgroup1.Subsystem
 	own cgroup1.Path // the caller's own cgroup in each v1 controller
+}
+
+// ProbeHost looks the host up once for a long-lived caller (the daemon); nil when it cannot,
+// and a Runtime then looks up for itself.
+func ProbeHost() *Host {
+	h, err := probeHost()
+	if err != nil {
+		return nil
+	}
+	return h
 }
 
 // probeHost looks the host up.

@@ -2,7 +2,6 @@ package linux
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -439,45 +438,4 @@ func cinitDevices(prog *ciProgram, devs []specs.LinuxDevice) error {
 		prog.op(ciSymlink, []uint64{replace}, l[0], "/dev/"+l[1])
 	}
 	return nil
-}
-
-// Warm runs the pure parts of CreatePid on Docker's usual spec, with no side effect, in a
-// process that is about to create a container (a spare shim waiting for its job). In a cold
-// process they cost 3-6 ms of the container's start (code paged in for the first time, the heap
-// grown); warm, a tenth of that. It returns the host's facts for Runtime.Host (nil if they
-// could not be read: the Runtime then looks them up itself).
-func Warm() *Host {
-	host, err := probeHost()
-	if err != nil {
-		host = nil
-	}
-	b, err := json.Marshal(DefaultSpec("/", []string{"true"}))
-	if err != nil {
-		return host
-	}
-	var sp specs.Spec
-	if err := json.Unmarshal(b, &sp); err != nil || validateSpec(&sp) != nil {
-		return host
-	}
-	plan, err := planNamespaces(sp.Linux.Namespaces)
-	if err != nil {
-		return host
-	}
-	_, _, _ = clampRlimits(sp.Process.Rlimits, currentHardLimit)
-	if _, err := json.Marshal(&sp); err != nil {
-		return host
-	}
-	_, _ = seccompCacheKey(sp.Linux.Seccomp)
-	_ = cinitEligible(&sp, plan, false)
-	cplan, _ := planCgroup("warm", "", host)
-	// No new mount namespace: cinitRootfs would stat the rootfs; its parts run below.
-	cfg := initConfig{Mode: initModeCreate, ID: "warm", Spec: &sp, Rootfs: "/", NewUTSNS: true, Cgroup: cplan.state}
-	_, _ = cinitProgram(&cfg)
-	prog := &ciProgram{}
-	for _, m := range sp.Mounts {
-		_ = cinitMountEntry(prog, &cfg, m, filepath.Join("/", m.Destination), parseMountOptions(m.Options))
-	}
-	_ = cinitDevices(prog, nil)
-	_ = prog.bytes()
-	return host
 }

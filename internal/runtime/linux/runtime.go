@@ -31,7 +31,7 @@ type Runtime struct {
 	InitPath string
 	// Logger receives warnings (clamped rlimits, failed poststart hooks); nil means slog.Default().
 	Logger *slog.Logger
-	// Host, from Warm, saves the host lookups of every create; nil means look up each time.
+	// Host, from ProbeHost, saves the host lookups of every create; nil means look up each time.
 	Host *Host
 	// GoInit always sets containers up with the Go init, even those the C init would take
 	// (cinit.c). So does BERTH_INIT=go in the environment.
