@@ -26,12 +26,14 @@ type premount struct {
 // yet. The start takes the mount (takePremount); if none comes, the expiry unmounts it.
 func (d *Daemon) startPremount(c *ctr) {
 	rec := &c.rec
-	mounts := d.withInitLayer(rec.ChainID, c.mounts)
+	chainID, mounts := rec.ChainID, c.mounts
 	rootfs, autoRemove, id := d.rootfsDir(rec.ID), rec.HostConfig.AutoRemove, rec.ID
 	p := &premount{done: make(chan struct{})}
 	c.premount = p
 	go func() {
 		defer close(p.done)
+		// The image's init layer too is made here, on an image's first container.
+		mounts := d.withInitLayer(chainID, mounts)
 		_ = snapshot.UnmountAll(rootfs)
 		p.err = mountRootfs(mounts, rootfs, autoRemove, d.bootID)
 	}()
