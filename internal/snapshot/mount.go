@@ -31,10 +31,22 @@ func MountAll(mounts []Mount, target string) error {
 // UnmountAll unmounts everything stacked on target. A busy mount is detached lazily (it goes away
 // when its last user does). It is idempotent: a target that is not a mount point, or does not
 // exist, is fine. It never follows a symlink at target.
-func UnmountAll(target string) error {
+func UnmountAll(target string) error { return unmountAll(target, false) }
+
+// DetachAll lazily unmounts every mount stacked on target (MNT_DETACH, as Docker unmounts a
+// container's overlay): the mount is gone from the tree at once, and the kernel frees it when
+// nothing uses it, without the RCU grace period a plain unmount waits for (~1 ms). For a
+// container whose processes are all gone.
+func DetachAll(target string) error { return unmountAll(target, true) }
+
+func unmountAll(target string, detach bool) error {
+	flags := unix.UMOUNT_NOFOLLOW
+	if detach {
+		flags |= unix.MNT_DETACH
+	}
 	for range 1024 {
-		err := unix.Unmount(target, unix.UMOUNT_NOFOLLOW)
-		if errors.Is(err, unix.EBUSY) {
+		err := unix.Unmount(target, flags)
+		if errors.Is(err, unix.EBUSY) && !detach {
 			err = unix.Unmount(target, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
 		}
 		switch {
@@ -42,25 +54,6 @@ func UnmountAll(target string) error {
 			continue
 		case errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOENT):
 			return nil // not (or no longer) a mount point
-		default:
-			return fmt.Errorf("unmounting %s: %w", target, err)
-		}
-	}
-	return fmt.Errorf("unmounting %s: still mounted after 1024 unmounts", target)
-}
-
-// DetachAll lazily unmounts every mount stacked on target (MNT_DETACH, as Docker unmounts a
-// container's overlay): the mount is gone from the tree at once, and the kernel frees it when
-// nothing uses it, without the RCU grace period a plain unmount waits for (~1 ms). For a
-// container whose processes are all gone.
-func DetachAll(target string) error {
-	for range 1024 {
-		err := unix.Unmount(target, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
-		switch {
-		case err == nil, errors.Is(err, unix.EINTR):
-			continue
-		case errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOENT):
-			return nil
 		default:
 			return fmt.Errorf("unmounting %s: %w", target, err)
 		}

@@ -82,6 +82,25 @@ func TestBindMountReadOnlyAndIdempotentUnmount(t *testing.T) {
 	if err := UnmountAll(filepath.Join(target, "does-not-exist")); err != nil {
 		t.Errorf("UnmountAll of a missing path: %v", err)
 	}
+	// DetachAll takes a stack off in one call too, with a user still in it.
+	for range 2 {
+		if err := MountAll([]Mount{{Type: "bind", Source: src, Options: []string{"rbind"}}}, target); err != nil {
+			t.Fatal(err)
+		}
+	}
+	busy, err := os.Open(filepath.Join(target, "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for range 2 {
+		if err := DetachAll(target); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if mounted(t, target) {
+		t.Error("still mounted after DetachAll")
+	}
 }
 
 func TestMountAllFailureLeavesNothing(t *testing.T) {
