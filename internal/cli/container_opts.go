@@ -42,6 +42,7 @@ type containerOpts struct {
 	oomKillDisable                            bool
 	oomScoreAdj                               int
 	attach                                    []string
+	detached                                  bool // run -d
 	expose                                    []string
 	// publish, publishAll, ip and aliases are -p, -P, --ip and --network-alias (network.go).
 	publish, aliases []string
@@ -283,6 +284,9 @@ func (o *containerOpts) toConfig(image string, cmd []string, flags *pflag.FlagSe
 	}
 	if cfg.AttachStdin {
 		cfg.StdinOnce = true
+	}
+	if o.detached { // run -d attaches nothing (docker)
+		cfg.AttachStdin, cfg.AttachStdout, cfg.AttachStderr, cfg.StdinOnce = false, false, false, false
 	}
 
 	mem, err := parseSize("memory", o.memory)

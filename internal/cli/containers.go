@@ -86,7 +86,10 @@ func (c *cli) newRunCommand() *cobra.Command {
 				}
 			}
 			if detach {
-				o.attach = nil
+				if len(o.attach) > 0 {
+					return statusError{status: exitUsage, msg: "conflicting options: cannot specify both --attach and --detach"}
+				}
+				o.detached = true
 			}
 			id, cfg, err := c.createContainer(ctx, &o, cmd, args, rm)
 			if err != nil {

@@ -82,6 +82,16 @@ type ctr struct {
 	restarting bool
 }
 
+// isRemoved reports whether c was deleted.
+func (c *ctr) isRemoved() bool {
+	select {
+	case <-c.removed:
+		return true
+	default:
+		return false
+	}
+}
+
 // validName is Docker's rule for container names, ^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$, which is also
 // its rule for volume names after the optional slash.
 func validName(name string) bool { return volume.ValidName(strings.TrimPrefix(name, "/")) }

@@ -287,6 +287,28 @@ func (d *Daemon) ContainerWait(ctx context.Context, ref string, cond mcontainer.
 	return out, nil
 }
 
+// awaitRemoval waits for another removal of c to end; if it failed (the container is left
+// dead), it removes c itself.
+func (d *Daemon) awaitRemoval(ctx context.Context, c *ctr, ref string, removeVolumes bool) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.removed:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+			c.mu.Lock()
+			removing := c.rec.State.Status == mcontainer.StateRemoving
+			c.mu.Unlock()
+			if !removing && !c.isRemoved() {
+				return d.ContainerRemove(ctx, ref, true, removeVolumes)
+			}
+		}
+	}
+}
+
 // ContainerRemove deletes a container and everything berth made for it.
 func (d *Daemon) ContainerRemove(ctx context.Context, ref string, force, removeVolumes bool) error {
 	c, err := d.ctrs.get(ref)
@@ -310,6 +332,12 @@ func (d *Daemon) ContainerRemove(ctx context.Context, ref string, force, removeV
 			return fmt.Errorf("kill container %s before removal: %w", ref, err)
 		}
 		c.mu.Lock()
+		// A --rm container removes itself when it dies: that removal may have begun, or
+		// ended, while this one waited for the kill.
+		if c.rec.State.Status == mcontainer.StateRemoving || c.isRemoved() {
+			c.mu.Unlock()
+			return d.awaitRemoval(ctx, c, ref, removeVolumes)
+		}
 	}
 	c.cancelRestart()
 	defer c.mu.Unlock()

@@ -1,0 +1,82 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// berthEnv runs the berth CLI against d through BERTH_HOST, with extra environment.
+func (d *daemon) berthEnv(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(berthBin, args...)
+	cmd.Env = append(append(os.Environ(), "BERTH_HOST="+d.host), env...)
+	return runCmd(t, cmd, nil)
+}
+
+// TestFastRun: `berth run` in its C client (fastrun.c) and in the Go client (BERTH_FASTRUN=0)
+// print the same, exit the same and make the same container.
+func TestFastRun(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t)
+	d.importBusybox(t, "busybox:latest")
+	goClient := []string{"BERTH_FASTRUN=0"}
+
+	for _, args := range [][]string{
+		{"run", "--rm", "--network", "none", "busybox", "sh", "-c", "echo out; echo err >&2; echo out2; exit 3"},
+		{"run", "--rm", "--network", "none", "busybox", "sh", "-c", "seq 1 100000; seq 1 50000 >&2"},
+		{"run", "--rm", "--network", "none", "busybox", "nosuchcmd"},
+		{"run", "--rm", "--network", "none", "nosuchimage", "true"},
+		{"run", "--rm", "--network", "nosuchnet", "busybox", "true"},
+		{"run", "--rm", "--network", "none", "-e", "A=1", "-w", "/tmp", "-u", "nobody", "--entrypoint", "sh", "busybox", "-c", "echo $A $(pwd) $(id -u)"},
+		{"run", "--rm", "--network", "none", "--name", "bad name", "busybox", "true"},
+	} {
+		fast, slow := d.berthEnv(t, nil, args...), d.berthEnv(t, goClient, args...)
+		if fast != slow {
+			t.Errorf("berth %q\nC client: %s\nGo client: %s", args, fast, slow)
+		}
+	}
+	// The real daemon's answers and exit codes, in the C client.
+	if r := d.berthEnv(t, nil, "run", "--rm", "--network", "none", "busybox", "sh", "-c", "echo hi; exit 7"); r.code != 7 || r.stdout != "hi\n" {
+		t.Errorf("exit status: %s", r)
+	}
+	if r := d.berthEnv(t, nil, "run", "--rm", "--network", "none", "busybox", "nosuchcmd"); r.code != 127 || !strings.Contains(r.stderr, "Error response from daemon:") {
+		t.Errorf("start failure: %s", r)
+	}
+	// -H before the verb takes the C client too; -d prints the ID.
+	r := runCmd(t, exec.Command(berthBin, "-H", d.host, "run", "-d", "--rm", "--network", "none", "busybox", "sleep", "60"), nil)
+	if id := strings.TrimSpace(r.stdout); r.code != 0 || !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(id) {
+		t.Fatalf("run -d: %s", r)
+	} else if st := strings.TrimSpace(d.mustBerth(t, nil, "inspect", "-f", "{{.State.Status}} {{.Config.AttachStdout}}", id)); st != "running false" {
+		t.Errorf("run -d: %q", st)
+	} else {
+		d.mustBerth(t, nil, "rm", "-f", id)
+	}
+
+	// The same command line makes the same container in both clients.
+	args := []string{"--network", "none", "-e", "A=1", "-l", "k=v", "--init", "--read-only", "busybox", "true"}
+	d.berthEnv(t, nil, append([]string{"run", "--name", "fast"}, args...)...)
+	d.berthEnv(t, goClient, append([]string{"run", "--name", "slow"}, args...)...)
+	var got [2]map[string]any
+	for i, name := range []string{"fast", "slow"} {
+		var v []map[string]any
+		if err := json.Unmarshal([]byte(d.mustBerth(t, nil, "inspect", name)), &v); err != nil || len(v) != 1 {
+			t.Fatalf("inspect %s: %v", name, err)
+		}
+		got[i] = map[string]any{"Config": v[0]["Config"], "HostConfig": v[0]["HostConfig"], "Path": v[0]["Path"], "Args": v[0]["Args"]}
+		delete(got[i]["Config"].(map[string]any), "Hostname") // the ID's prefix
+	}
+	if !reflect.DeepEqual(got[0], got[1]) {
+		a, _ := json.Marshal(got[0])
+		b, _ := json.Marshal(got[1])
+		t.Errorf("C client's container:\n%s\nGo client's:\n%s", a, b)
+	}
+	d.mustBerth(t, nil, "rm", "fast", "slow")
+	if out := d.mustBerth(t, nil, "ps", "-aq"); out != "" {
+		t.Errorf("containers left: %q", out)
+	}
+}
