@@ -32,6 +32,7 @@ cleanup() {
   podman --root "$work/podman" --runroot "$work/podman-run" rm -af >/dev/null 2>&1
   podman --root "$work/podman" --runroot "$work/podman-run" system reset -f >/dev/null 2>&1
   umount -R "$work"/podman/overlay/*/merged 2>/dev/null
+  umount -l "$exec_root" 2>/dev/null  # the daemon mounts a tmpfs there when /run is on disk
   rm -rf "$work" "$exec_root"
   for d in /sys/fs/cgroup/*/berth-bench /sys/fs/cgroup/berth-bench; do rmdir "$d" 2>/dev/null; done
 }

@@ -35,6 +35,7 @@ cleanup() {
     for id in $($r --root "$work/$r-state" list -q 2>/dev/null); do $r --root "$work/$r-state" delete -f "$id" >/dev/null 2>&1; done
   done
   umount -R "$work"/podman/overlay/*/merged 2>/dev/null
+  umount -l "$exec_root" 2>/dev/null  # the daemon mounts a tmpfs there when /run is on disk
   rm -rf "$work" "$exec_root"
   for d in /sys/fs/cgroup/*/berth-bench /sys/fs/cgroup/berth-bench; do rmdir "$d" 2>/dev/null; done
 }

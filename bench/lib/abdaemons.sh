@@ -9,6 +9,7 @@ ab_pids=() ab_dirs=()
 ab_cleanup() {
 	set +e
 	for p in "${ab_pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+	for d in "${ab_dirs[@]}"; do umount -l "$d" 2>/dev/null; done # exec roots: a tmpfs when /run is on disk
 	rm -rf "${ab_dirs[@]}" "$ab_img"
 	for d in /sys/fs/cgroup/*/"$ab_tag"? /sys/fs/cgroup/"$ab_tag"?; do rmdir "$d" 2>/dev/null; done
 }

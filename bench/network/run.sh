@@ -47,6 +47,7 @@ cleanup() {
   umount -R "$work"/podman/overlay/*/merged "$work"/podman/overlay 2>/dev/null
   [ -n "$nat_before" ] || nft delete table ip nat 2>/dev/null
   [ -n "$filter_before" ] || nft delete table ip filter 2>/dev/null
+  umount -l "$exec_root" 2>/dev/null  # the daemon mounts a tmpfs there when /run is on disk
   rm -rf "$work" "$exec_root"
   for d in /sys/fs/cgroup/*/berth-bench /sys/fs/cgroup/berth-bench; do rmdir "$d" 2>/dev/null; done
 }

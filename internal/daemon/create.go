@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"github.com/berth-dev/berth/internal/fsutil"
 	"maps"
 	"os"
 	"path/filepath"
@@ -12,11 +11,13 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/container"
+	"github.com/berth-dev/berth/internal/fsutil"
 	"github.com/containerd/errdefs"
 	mcontainer "github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/api/types/network"
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
 )
 
 // imageInfo is what a container needs of its image.
@@ -248,11 +249,11 @@ func (d *Daemon) ContainerCreate(ctx context.Context, name string, cfg *mcontain
 	// From here until filesErr, rec.Config and rec.HostConfig are only read.
 	filesDone := make(chan error, 1)
 	go func() {
-		if err := os.MkdirAll(filepath.Join(d.ctrDir(id), "rootfs"), 0o700); err != nil {
+		if err := d.makeCtrDir(id); err != nil {
 			filesDone <- fmt.Errorf("create container directory: %w", err)
 			return
 		}
-		filesDone <- d.writeEtcFiles(&rec)
+		filesDone <- d.writeEtcFiles(&rec, true)
 	}()
 	filesErr := func() error {
 		if filesDone == nil {
@@ -329,8 +330,12 @@ func (d *Daemon) etcFilesLost(id string) bool {
 }
 
 // writeEtcFiles writes the container's /etc/hostname, /etc/hosts and /etc/resolv.conf. They
-// derive from the record, so they are not fsynced (see etcFilesLost), as Docker does.
-func (d *Daemon) writeEtcFiles(r *ctrRecord) error {
+// derive from the record, so they are not fsynced (see etcFilesLost), as Docker does. For a
+// container being created (fresh) they are written in place: nothing reads them yet, a write
+// cut short leaves an empty file (which etcFilesLost catches) and a recycled directory's files
+// are reused instead of replaced by new inodes (recycle.go). Otherwise they are replaced
+// atomically.
+func (d *Daemon) writeEtcFiles(r *ctrRecord, fresh bool) error {
 	dir := d.ctrDir(r.ID)
 	host := r.Config.Hostname
 	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
@@ -352,9 +357,29 @@ func (d *Daemon) writeEtcFiles(r *ctrRecord) error {
 		"resolv.conf": resolvConf(r.HostConfig),
 	}
 	for n, content := range files {
-		if err := fsutil.ReplaceFile(filepath.Join(dir, n), []byte(content), 0o644); err != nil {
+		write := fsutil.ReplaceFile
+		if fresh {
+			write = writeInPlace
+		}
+		if err := write(filepath.Join(dir, n), []byte(content), 0o644); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// writeInPlace writes b to the file at path, truncating it first (made with perm if missing).
+func writeInPlace(path string, b []byte, perm os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW, perm)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
 }

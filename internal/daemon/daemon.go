@@ -100,6 +100,8 @@ type Daemon struct {
 	premountTTL time.Duration
 	// lastPrime is when primeCgroups last started a migration (Unix nanoseconds).
 	lastPrime atomic.Int64
+	// spareDirs are emptied directories of removed containers, reused by create (recycle.go).
+	spareDirs spareCtrDirs
 	// bootID is the kernel's ID of this boot (mountRootfs); nil if it could not be read.
 	bootID []byte
 	// bg tracks work left for after a reply (the files of removed containers); the daemon
@@ -147,6 +149,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer lock.release()
+	if err := execRootOnTmpfs(cfg.ExecRoot, cfg.Logger); err != nil {
+		return err
+	}
 
 	d, err := newDaemon(ctx, cfg)
 	if err != nil {

@@ -394,12 +394,16 @@ func (d *Daemon) ContainerRemove(ctx context.Context, ref string, force, removeV
 	close(c.removed)
 	d.events.Publish(events.ContainerEventType, events.ActionDestroy, id, ctrAttrs(&c.rec))
 	d.bg.Go(func() {
-		rm.Purge()
+		if unmountErr == nil {
+			rm.Purge() // or recycled
+		} else {
+			rm.Delete() // never reuse a writable layer that may still be mounted
+		}
 		_ = os.RemoveAll(d.shimDir(id))
 		if rtLeft != "" {
 			_ = os.RemoveAll(rtLeft)
 		}
-		if unmountErr == nil {
+		if unmountErr == nil && !d.recycleCtrDir(dir, id) {
 			if err := os.RemoveAll(dir); err != nil {
 				d.log.Warn("remove container directory", "container", id, "err", err)
 			}

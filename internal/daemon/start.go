@@ -272,7 +272,7 @@ func (d *Daemon) prepareNet(ctx context.Context, rec *ctrRecord) (string, error)
 	// The /etc files are written without fsync (they derive from the record); a host crash can
 	// leave one empty, and this start then writes them afresh (before netUp adds to them).
 	if d.etcFilesLost(rec.ID) {
-		if err := d.writeEtcFiles(rec); err != nil {
+		if err := d.writeEtcFiles(rec, false); err != nil {
 			return "", err
 		}
 	}

@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // berthEnv runs the berth CLI against d through BERTH_HOST, with extra environment.
@@ -79,4 +81,41 @@ func TestFastRun(t *testing.T) {
 	if out := d.mustBerth(t, nil, "ps", "-aq"); out != "" {
 		t.Errorf("containers left: %q", out)
 	}
+}
+
+// waitSpares waits until the daemon keeps a recycled container directory and snapshot.
+func (d *daemon) waitSpares(t *testing.T) {
+	t.Helper()
+	for i := 0; ; i++ {
+		c, _ := filepath.Glob(filepath.Join(d.root, "containers", "spare-*"))
+		s, _ := filepath.Glob(filepath.Join(d.root, "snapshots", "spare-*"))
+		if len(c) > 0 && len(s) > 0 {
+			return
+		}
+		if i == 100 {
+			t.Fatalf("no recycled directories after a removal: %q %q", c, s)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestRecycledDirs: a container made in a removed one's recycled directories sees none of its
+// files, output or /etc contents.
+func TestRecycledDirs(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t)
+	d.importBusybox(t, "busybox:latest")
+	d.mustBerth(t, nil, "run", "--rm", "--network", "none", "--hostname", "first", "--add-host", "old:10.9.9.9", "busybox",
+		"sh", "-c", "echo secret-output; echo x > /leak; mkdir -p /d/e; echo x > /etc/hosts")
+	d.waitSpares(t)
+	out := d.mustBerth(t, nil, "run", "--name", "second", "--network", "none", "busybox", "sh", "-c", "ls /leak /d 2>&1; cat /etc/hostname /etc/hosts")
+	id := strings.TrimSpace(d.mustBerth(t, nil, "inspect", "-f", "{{.Id}}", "second"))
+	if strings.Contains(out, "secret") || strings.Contains(out, "old") || strings.Contains(out, "first") || !strings.Contains(out, id[:12]) ||
+		strings.Count(out, "No such file") != 2 || !strings.Contains(out, "localhost") {
+		t.Errorf("second container sees the first's leftovers:\n%s", out)
+	}
+	if logs := d.mustBerth(t, nil, "logs", "second"); logs != out {
+		t.Errorf("logs of the second container = %q, want its own output %q", logs, out)
+	}
+	d.mustBerth(t, nil, "rm", "second")
 }

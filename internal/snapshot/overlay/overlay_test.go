@@ -12,6 +12,7 @@ import (
 	"github.com/berth-dev/berth/internal/snapshot"
 	"github.com/containerd/errdefs"
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
 )
 
 func openDB(t *testing.T, root string) *bolt.DB {
@@ -43,7 +44,9 @@ func snapshotDirs(t *testing.T, root string) []string {
 	}
 	var names []string
 	for _, e := range entries {
-		names = append(names, e.Name())
+		if !strings.HasPrefix(e.Name(), "spare-") { // recycled, see TestRecycle
+			names = append(names, e.Name())
+		}
 	}
 	return names
 }
@@ -284,4 +287,107 @@ func TestWalkCallbackMayCallBack(t *testing.T) {
 	if !errors.Is(err, stop) || n != 1 {
 		t.Errorf("Walk: %v after %d calls; want the callback's error after 1", err, n)
 	}
+}
+
+// TestRecycle: a removed snapshot's directory comes back empty for the next Prepare, with the
+// owner and mode of its new parent and none of the old contents, attributes or overlayfs marks.
+func TestRecycle(t *testing.T) {
+	ctx := context.Background()
+	s, root := newTestSnapshotter(t)
+	if _, err := s.Prepare(ctx, "base-active", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	baseFS, _ := s.UpperDir(ctx, "base-active")
+	if err := os.Chmod(baseFS, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(ctx, "base", "base-active", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Prepare(ctx, "c1", "base", nil); err != nil {
+		t.Fatal(err)
+	}
+	up, _ := s.UpperDir(ctx, "c1")
+	dir := filepath.Dir(up)
+	for _, p := range []string{"fs/a/b", "work/work/incompat/volatile", "work/index/x"} {
+		if err := os.MkdirAll(filepath.Join(dir, p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(up, "file"), []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Lsetxattr(up, "user.berth-test", []byte("old"), 0); err != nil && !errors.Is(err, unix.ENOTSUP) {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "volatile-boot-id"), []byte("boot"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Remove(ctx, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if d := snapshotDirs(t, root); len(d) != 1 || len(s.spares) != 1 {
+		t.Fatalf("directories after the removal: %v, spares %v", d, s.spares)
+	}
+	// The next snapshot, with no parent, reuses the directory.
+	if _, err := s.Prepare(ctx, "c2", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	up2, _ := s.UpperDir(ctx, "c2")
+	for name, want := range map[string][]string{"fs": nil, "work": {"work"}, "work/work": nil} {
+		got, err := readNames(filepath.Join(filepath.Dir(up2), name))
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("%s holds %q (%v), want %q", name, got, err, want)
+		}
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(up2, &st); err != nil || st.Mode&0o7777 != 0o755 {
+		t.Errorf("reused fs mode %o, want 755", st.Mode&0o7777)
+	}
+	if n, _ := unix.Llistxattr(up2, make([]byte, 256)); n > 0 {
+		t.Errorf("reused fs keeps %d bytes of xattr names", n)
+	}
+	if len(s.spares) != 0 {
+		t.Errorf("spares after reuse: %v", s.spares)
+	}
+	// A removed child of base comes back with base's mode.
+	if err := s.Remove(ctx, "c2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Prepare(ctx, "c3", "base", nil); err != nil {
+		t.Fatal(err)
+	}
+	up3, _ := s.UpperDir(ctx, "c3")
+	if err := unix.Stat(up3, &st); err != nil || st.Mode&0o7777 != 0o750 {
+		t.Errorf("reused fs mode %o, want the parent's 750", st.Mode&0o7777)
+	}
+	// A Cleanup keeps this process's spares; the next process deletes them.
+	if err := s.Remove(ctx, "c3"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.spares) != 1 {
+		t.Fatalf("spares: %v", s.spares)
+	}
+	if _, err := os.Stat(s.spares[0]); err != nil {
+		t.Errorf("Cleanup deleted a spare in use: %v", err)
+	}
+	if _, err := New(root, s.db); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(filepath.Join(root, "snapshots"))
+	if len(entries) != 1 {
+		t.Errorf("after a new snapshotter's Cleanup: %d entries, want base's alone", len(entries))
+	}
+}
+
+func readNames(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names, err
 }
