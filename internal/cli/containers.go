@@ -72,6 +72,7 @@ func (c *cli) newRunCommand() *cobra.Command {
 		o          containerOpts
 		detach     bool
 		rm         bool
+		sigProxy   bool
 		detachKeys string
 	)
 	cmd := &cobra.Command{
@@ -122,6 +123,9 @@ func (c *cli) newRunCommand() *cobra.Command {
 				resp = ar.HijackedResponse
 				defer resp.Close()
 			}
+			if sigProxy && !cfg.Tty {
+				defer proxySignals(ctx, cl, id)()
+			}
 			if _, err := cl.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
 				return startError(c.userError(err))
 			}
@@ -154,7 +158,7 @@ func (c *cli) newRunCommand() *cobra.Command {
 	f.BoolVarP(&detach, "detach", "d", false, "Run container in background and print container ID")
 	f.BoolVar(&rm, "rm", false, "Automatically remove the container and its associated anonymous volumes when it exits")
 	f.StringVar(&detachKeys, "detach-keys", "", "Override the key sequence for detaching a container")
-	f.Bool("sig-proxy", true, "Proxy received signals to the process")
+	f.BoolVar(&sigProxy, "sig-proxy", true, "Proxy received signals to the process")
 	f.String("pull", "missing", `Pull image before running ("always", "missing", "never")`)
 	return cmd
 }
@@ -254,6 +258,9 @@ func (c *cli) newStartCommand() *cobra.Command {
 				return err
 			}
 			defer ar.Close()
+			if attach && !cfg.Tty {
+				defer proxySignals(ctx, cl, args[0])()
+			}
 			if _, err := cl.ContainerStart(ctx, args[0], client.ContainerStartOptions{}); err != nil {
 				return err
 			}
@@ -503,7 +510,7 @@ func (c *cli) newLogsCommand() *cobra.Command {
 }
 
 func (c *cli) newAttachCommand() *cobra.Command {
-	var noStdin bool
+	var noStdin, sigProxy bool
 	var detachKeys string
 	cmd := &cobra.Command{
 		Use:   "attach [OPTIONS] CONTAINER",
@@ -530,6 +537,9 @@ func (c *cli) newAttachCommand() *cobra.Command {
 				return err
 			}
 			defer ar.Close()
+			if sigProxy && !cfg.Tty {
+				defer proxySignals(ctx, cl, args[0])()
+			}
 			resize := func(h, w uint) error {
 				_, err := cl.ContainerResize(ctx, args[0], client.ContainerResizeOptions{Height: h, Width: w})
 				return err
@@ -545,7 +555,7 @@ func (c *cli) newAttachCommand() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&noStdin, "no-stdin", false, "Do not attach STDIN")
 	cmd.Flags().StringVar(&detachKeys, "detach-keys", "", "Override the key sequence for detaching a container")
-	cmd.Flags().Bool("sig-proxy", true, "Proxy all received signals to the process")
+	cmd.Flags().BoolVar(&sigProxy, "sig-proxy", true, "Proxy all received signals to the process")
 	return cmd
 }
 

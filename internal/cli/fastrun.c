@@ -20,6 +20,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -639,11 +642,16 @@ long berth_fastrun_wait_result(const char *in, size_t n, char *msg, size_t msg_m
 
 // ---- HTTP over a unix socket ----
 
+struct proxy;
+
 struct conn {
 	int fd;
+	struct proxy *px; // signals to forward while this connection is read; NULL for none
 	size_t off, len;
 	char buf[1 << 16];
 };
+
+static void proxy_pending(struct proxy *px, int fd);
 
 // fill reads more into c's buffer; 1 when it did, 0 at the end of the stream, -1 on error.
 static int fill(struct conn *c) {
@@ -654,6 +662,9 @@ static int fill(struct conn *c) {
 	}
 	if (c->len == sizeof c->buf) {
 		return -1;
+	}
+	if (c->px) {
+		proxy_pending(c->px, c->fd); // waits for c->fd to be readable
 	}
 	ssize_t r;
 	do {
@@ -952,6 +963,101 @@ static int send_request(int fd, const char *method_path, const char *extra, cons
 	return ret;
 }
 
+// ---- --sig-proxy ----
+
+// The signal handler's end of the self-pipe: a handler can reach nothing else.
+static int proxy_wfd = -1;
+
+static void on_signal(int sig) {
+	int e = errno;
+	unsigned char b = (unsigned char)sig;
+	ssize_t r = write(proxy_wfd, &b, 1);
+	(void)r;
+	errno = e;
+}
+
+// proxy forwards the signals the client receives to the container, as docker's --sig-proxy
+// (on by default, for a container without a TTY) and the Go client do: the client outlives a
+// ^C and exits with the container.
+struct proxy {
+	const struct run *r;
+	const char *id;
+	int rfd; // the pipe's read end
+};
+
+static int proxy_start(struct proxy *px, const struct run *r, const char *id) {
+	int p[2];
+	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) {
+		return -1;
+	}
+	px->r = r;
+	px->id = id;
+	px->rfd = p[0];
+	proxy_wfd = p[1];
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sa.sa_flags = SA_RESTART;
+	sigfillset(&sa.sa_mask);
+	for (int sig = 1; sig < 65; sig++) {
+		// The client's own (as the Go client's): children, broken pipes, window size, and
+		// SIGURG (the Go runtime's). glibc refuses its reserved real-time signals.
+		if (sig == SIGKILL || sig == SIGSTOP || sig == SIGCHLD || sig == SIGPIPE || sig == SIGWINCH || sig == SIGURG) {
+			continue;
+		}
+		(void)sigaction(sig, &sa, NULL);
+	}
+	return 0;
+}
+
+static int post(struct conn *c, const char *path, struct head *h, struct buf *body);
+static int dial(const struct run *r);
+
+// proxy_forward sends sig to the container, on a connection of its own; errors are ignored,
+// as the Go client ignores them (the container may have exited).
+static void proxy_forward(struct proxy *px, int sig) {
+	struct conn *k = calloc(1, sizeof *k);
+	struct buf path = {0}, body = {0};
+	char num[4] = {(char)('0' + sig / 10), (char)('0' + sig % 10), 0, 0};
+	struct head h;
+	if (k && (k->fd = dial(px->r)) >= 0) {
+		b_puts(&path, API "/containers/");
+		b_puts(&path, px->id);
+		b_puts(&path, "/kill?signal=");
+		b_puts(&path, sig < 10 ? num + 1 : num);
+		if (!path.bad) {
+			(void)post(k, path.p, &h, &body);
+		}
+		close(k->fd);
+	}
+	free(k);
+	b_free(&path);
+	b_free(&body);
+}
+
+// proxy_pending waits for fd to be readable, forwarding the signals that arrive meanwhile.
+static void proxy_pending(struct proxy *px, int fd) {
+	for (;;) {
+		struct pollfd fds[2] = {{.fd = fd, .events = POLLIN}, {.fd = px->rfd, .events = POLLIN}};
+		if (poll(fds, 2, -1) < 0) {
+			if (errno == EINTR) {
+				continue;
+			}
+			return;
+		}
+		if (fds[1].revents & POLLIN) {
+			unsigned char sigs[64];
+			ssize_t n = read(px->rfd, sigs, sizeof sigs);
+			for (ssize_t i = 0; i < n; i++) {
+				proxy_forward(px, sigs[i]);
+			}
+		}
+		if (fds[0].revents) {
+			return;
+		}
+	}
+}
+
 static void say(const char *a, const char *b, const char *c) {
 	struct buf m = {0};
 	b_puts(&m, a);
@@ -1073,6 +1179,10 @@ static void attached(const struct run *r, struct conn *a, const char *id, bool r
 		daemon_error(&sh, &body, &msg);
 		say(msg.p ? msg.p : "", "", "");
 		_exit(125);
+	}
+	struct proxy px;
+	if (proxy_start(&px, r, id) == 0) {
+		s->px = w->px = &px;
 	}
 	path.n = 0;
 	b_puts(&path, API "/containers/");

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/moby/moby/api/pkg/stdcopy"
@@ -77,4 +78,33 @@ func (c *cli) followTerminalSize(ctx context.Context, resize func(h, w uint) err
 			}
 		}
 	}()
+}
+
+// proxySignals forwards every signal the CLI receives to container id while the returned stop
+// function has not been called, as docker's --sig-proxy does for a container without a TTY
+// (with one, ^C reaches the container through the terminal). The CLI itself then outlives a
+// ^C and exits with the container. SIGCHLD, SIGPIPE, SIGWINCH and SIGURG (the Go runtime's
+// preemption signal) are the CLI's own.
+func proxySignals(ctx context.Context, cl *client.Client, id string) (stop func()) {
+	sigc := make(chan os.Signal, 64)
+	signal.Notify(sigc)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case s := <-sigc:
+				n, ok := s.(syscall.Signal)
+				if !ok || n == syscall.SIGCHLD || n == syscall.SIGPIPE || n == syscall.SIGWINCH || n == syscall.SIGURG {
+					continue
+				}
+				_, _ = cl.ContainerKill(ctx, id, client.ContainerKillOptions{Signal: strconv.Itoa(int(n))})
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(sigc)
+		close(done)
+	}
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -118,4 +119,48 @@ func TestRecycledDirs(t *testing.T) {
 		t.Errorf("logs of the second container = %q, want its own output %q", logs, out)
 	}
 	d.mustBerth(t, nil, "rm", "second")
+}
+
+// TestSigProxy: `run` without a TTY forwards the signals it receives to the container and
+// exits with it (docker's --sig-proxy), in both clients; --sig-proxy=false leaves them to the CLI.
+func TestSigProxy(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t)
+	d.importBusybox(t, "busybox:latest")
+	script := `trap "echo got INT; exit 7" INT; echo ready; i=0; while [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done`
+	for _, tc := range []struct {
+		name  string
+		env   []string
+		flags []string
+		want  int
+	}{
+		{"C client", nil, nil, 7},
+		{"Go client", []string{"BERTH_FASTRUN=0"}, nil, 7},
+		{"no proxy", nil, []string{"--sig-proxy=false"}, -1},
+	} {
+		args := append(append([]string{"run", "--rm", "--network", "none"}, tc.flags...), "busybox", "sh", "-c", script)
+		cmd := exec.Command(berthBin, args...)
+		cmd.Env = append(append(os.Environ(), "BERTH_HOST="+d.host), tc.env...)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		timer := time.AfterFunc(30*time.Second, func() { _ = cmd.Process.Kill() })
+		buf := make([]byte, 64)
+		n, _ := io.ReadAtLeast(out, buf, len("ready\n"))
+		if string(buf[:n]) != "ready\n" {
+			t.Errorf("%s: first output %q", tc.name, buf[:n])
+		}
+		_ = cmd.Process.Signal(os.Interrupt)
+		rest, _ := io.ReadAll(out)
+		err = cmd.Wait()
+		timer.Stop()
+		code := cmd.ProcessState.ExitCode()
+		if code != tc.want || (tc.want == 7 && string(rest) != "got INT\n") {
+			t.Errorf("%s: exit %d (%v), output %q; want exit %d", tc.name, code, err, rest, tc.want)
+		}
+	}
 }
