@@ -24,6 +24,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/api"
 	"github.com/berth-dev/berth/internal/events"
+	"github.com/berth-dev/berth/internal/fsutil"
 	"github.com/berth-dev/berth/internal/image"
 	"github.com/berth-dev/berth/internal/network"
 	"github.com/berth-dev/berth/internal/runtime/linux"
@@ -265,6 +266,7 @@ func newDaemon(ctx context.Context, cfg Config) (*Daemon, error) {
 			return nil, fmt.Errorf("create %s: %w", dir, err)
 		}
 	}
+	fsutil.SpreadSubdirs(filepath.Join(cfg.Root, "containers"))
 	if err := d.openNetworks(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open networks: %w", err)

@@ -19,7 +19,7 @@ import (
 // previous daemon left.
 
 // maxSpareDirs bounds the emptied container directories kept.
-const maxSpareDirs = 16
+const maxSpareDirs = 64
 
 // spareLog is the name of a spare's emptied log file, renamed to the new container's.
 const spareLog = "json.log"

@@ -34,6 +34,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berth-dev/berth/internal/fsutil"
 	"github.com/berth-dev/berth/internal/snapshot"
 	"github.com/containerd/errdefs"
 	bolt "go.etcd.io/bbolt"
@@ -63,7 +64,7 @@ type record struct {
 }
 
 // maxSpares bounds the emptied snapshot directories kept for reuse.
-const maxSpares = 16
+const maxSpares = 64
 
 // Snapshotter is the overlayfs implementation of snapshot.Snapshotter.
 type Snapshotter struct {
@@ -84,7 +85,9 @@ func New(root string, db *bolt.DB) (*Snapshotter, error) {
 	if err := os.MkdirAll(s.snapshotsDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("overlay snapshotter: %w", err)
 	}
-	topDir(s.snapshotsDir())
+	// Each snapshot's directory in an inode group of its own: overlayfs makes and deletes a
+	// handful of inodes in a snapshot's work directory at every mount (see fsutil.SpreadSubdirs).
+	fsutil.SpreadSubdirs(s.snapshotsDir())
 	err := db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketName)
 		if err != nil {
@@ -724,7 +727,7 @@ func (s *Snapshotter) Cleanup(ctx context.Context) error {
 }
 
 // takeSpare returns an emptied snapshot directory to reuse, or "". The oldest goes first, so
-// that the pool's directories, spread over the filesystem's inode groups (topDir), take turns.
+// that the pool's directories, spread over the filesystem's inode groups, take turns.
 func (s *Snapshotter) takeSpare() string {
 	s.spareMu.Lock()
 	defer s.spareMu.Unlock()
@@ -734,28 +737,6 @@ func (s *Snapshotter) takeSpare() string {
 	d := s.spares[0]
 	s.spares = s.spares[1:]
 	return d
-}
-
-// fsTopDirFlag is ext4's FS_TOPDIR_FL ("chattr +T"): the directories made in a directory that
-// has it are spread over the inode groups, as the root directory's are.
-const fsTopDirFlag = 0x00020000
-
-// topDir marks dir as a top of hierarchies, where the filesystem supports it, so that each
-// snapshot's directory lands in an inode group of its own. overlayfs makes and deletes a
-// handful of inodes in a snapshot's work directory at every mount; on ext4 without a journal
-// every allocation skips, one by one, the inodes of its group freed in the last 30 s, so
-// snapshots sharing one group make each mount slower than the last.
-func topDir(dir string) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	flags, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS)
-	if err != nil || flags&fsTopDirFlag != 0 {
-		return
-	}
-	_ = unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, int(flags|fsTopDirFlag))
 }
 
 // recycle empties the directory of a removed snapshot and keeps it as a spare. It reports
