@@ -447,10 +447,12 @@ static const char *skip_value(const char *p, const char *e, int depth) {
 	return p == s ? NULL : p;
 }
 
-// member returns the value of the object at p's member key (matched without regard to case,
-// as Go's decoder does), or NULL.
+// member returns the value of the object at p's member key, matched without regard to case
+// and the last of several, as Go's decoder takes them; NULL if there is none or the object is
+// malformed.
 static const char *member(const char *p, const char *e, const char *key) {
 	size_t klen = strlen(key);
+	const char *found = NULL;
 	p = ws(p, e);
 	if (p >= e || *p != '{') {
 		return NULL;
@@ -475,12 +477,15 @@ static const char *member(const char *p, const char *e, const char *key) {
 		}
 		p = ws(p + 1, e);
 		if (match) {
-			return p;
+			found = p;
 		}
 		if (!(p = skip_value(p, e, 1))) {
 			return NULL;
 		}
 		p = ws(p, e);
+		if (p < e && *p == '}') {
+			return found;
+		}
 		if (p >= e || *p != ',') {
 			return NULL;
 		}
@@ -605,7 +610,7 @@ long berth_fastrun_json_string(const char *in, size_t n, const char *key, char *
 	return v ? decode_string(v, in + n, out, out_max) : -1;
 }
 
-long berth_fastrun_wait_result(const char *in, size_t n, char *msg, size_t msg_max) {
+long berth_fastrun_wait_result(const char *in, size_t n, long *code, char *msg, size_t msg_max) {
 	const char *e = in + n;
 	if (msg_max) {
 		msg[0] = 0;
@@ -614,7 +619,7 @@ long berth_fastrun_wait_result(const char *in, size_t n, char *msg, size_t msg_m
 	if (!v) {
 		return -1;
 	}
-	long code = 0;
+	long c = 0;
 	const char *p = v;
 	bool neg = p < e && *p == '-';
 	if (neg) {
@@ -624,10 +629,10 @@ long berth_fastrun_wait_result(const char *in, size_t n, char *msg, size_t msg_m
 		return -1;
 	}
 	for (; p < e && isdigit((unsigned char)*p); p++) {
-		if (code > 100000000) {
+		if (c > 100000000) {
 			return -1;
 		}
-		code = code * 10 + (*p - '0');
+		c = c * 10 + (*p - '0');
 	}
 	const char *err = member(in, e, "Error");
 	if (err && err < e && *err == '{') {
@@ -636,8 +641,8 @@ long berth_fastrun_wait_result(const char *in, size_t n, char *msg, size_t msg_m
 			msg[0] = 0;
 		}
 	}
-	// Go's client decodes StatusCode into an int64; the process exits with its low byte.
-	return neg ? -1 : code;
+	*code = neg ? -c : c;
+	return 0;
 }
 
 // ---- HTTP over a unix socket ----
@@ -677,9 +682,34 @@ static int fill(struct conn *c) {
 	return r > 0;
 }
 
+// write_all writes to the client's output: a broken pipe there ends the client by SIGPIPE, as
+// it ends the Go client and other Unix tools; an output left non-blocking by whoever shares it
+// is waited for.
 static int write_all(int fd, const char *p, size_t n) {
 	while (n > 0) {
 		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR) {
+			continue;
+		}
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+			(void)poll(&pfd, 1, -1);
+			continue;
+		}
+		if (w <= 0) {
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+// send_all writes to a connection to the daemon: a daemon gone is an error (EPIPE), not a
+// signal.
+static int send_all(int fd, const char *p, size_t n) {
+	while (n > 0) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
 		if (w < 0 && errno == EINTR) {
 			continue;
 		}
@@ -958,7 +988,7 @@ static int send_request(int fd, const char *method_path, const char *extra, cons
 	if (body) {
 		b_put(&b, body, n);
 	}
-	int ret = b.bad ? -1 : write_all(fd, b.p, b.n);
+	int ret = b.bad ? -1 : send_all(fd, b.p, b.n);
 	b_free(&b);
 	return ret;
 }
@@ -985,6 +1015,30 @@ struct proxy {
 	int rfd; // the pipe's read end
 };
 
+// proxied reports whether the client forwards sig (the Go client's proxySignals lists the
+// same): not the client's own (children, broken pipes, window size, SIGURG, the Go runtime's),
+// not a fault of its own code, not glibc's reserved real-time signals.
+static bool proxied(int sig) {
+	switch (sig) {
+	case SIGKILL:
+	case SIGSTOP:
+	case SIGCHLD:
+	case SIGPIPE:
+	case SIGWINCH:
+	case SIGURG:
+	case SIGSEGV:
+	case SIGBUS:
+	case SIGFPE:
+	case SIGILL:
+	case SIGTRAP:
+	case SIGSYS:
+	case 32:
+	case 33:
+		return false;
+	}
+	return sig > 0 && sig < 65;
+}
+
 static int proxy_start(struct proxy *px, const struct run *r, const char *id) {
 	int p[2];
 	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) {
@@ -1000,9 +1054,7 @@ static int proxy_start(struct proxy *px, const struct run *r, const char *id) {
 	sa.sa_flags = SA_RESTART;
 	sigfillset(&sa.sa_mask);
 	for (int sig = 1; sig < 65; sig++) {
-		// The client's own (as the Go client's): children, broken pipes, window size, and
-		// SIGURG (the Go runtime's). glibc refuses its reserved real-time signals.
-		if (sig == SIGKILL || sig == SIGSTOP || sig == SIGCHLD || sig == SIGPIPE || sig == SIGWINCH || sig == SIGURG) {
+		if (!proxied(sig)) {
 			continue;
 		}
 		(void)sigaction(sig, &sa, NULL);
@@ -1221,13 +1273,14 @@ static void attached(const struct run *r, struct conn *a, const char *id, bool r
 		_exit(125);
 	}
 	char *m = malloc(body.n + 1);
-	long code = berth_fastrun_wait_result(body.p, body.n, m ? m : (char *)"", m ? body.n + 1 : 0);
-	if (code < 0) {
-		say("berth: error waiting for the container: malformed answer", "", "");
+	long code = 0;
+	int ok = m ? berth_fastrun_wait_result(body.p, body.n, &code, m, body.n + 1) : -1;
+	if (ok == 0 && m[0]) {
+		say(m, "", "");
 		_exit(125);
 	}
-	if (m && m[0]) {
-		say(m, "", "");
+	if (ok < 0) {
+		say("berth: error waiting for the container: malformed answer", "", "");
 		_exit(125);
 	}
 	_exit((int)(code & 0xff));
@@ -1258,14 +1311,23 @@ static void fastrun(int argc, char **argv, char **envp) {
 	if (off && strcmp(off, "0") == 0) {
 		return;
 	}
+	// A closed standard descriptor would be the number of the next connection to the daemon,
+	// and the container's output would go to the daemon as requests. The Go runtime opens
+	// /dev/null on such descriptors before the Go client runs.
+	for (int fd = 0; fd < 3; fd++) {
+		if (fcntl(fd, F_GETFD) < 0) {
+			return;
+		}
+	}
 	struct run r;
 	memset(&r, 0, sizeof r);
 	r.host = host ? host : env_get(envp, "BERTH_HOST", 10);
 	if (!r.host || (!*r.host && !host)) {
 		r.host = DEFAULT_HOST;
 	}
-	if (strncmp(r.host, "unix://", 7) != 0 || strlen(r.host + 7) == 0 || strlen(r.host + 7) >= sizeof r.addr.sun_path) {
-		return; // TCP (TLS) and odd addresses: the Go client
+	if (strncmp(r.host, "unix://", 7) != 0 || strlen(r.host + 7) == 0 || strlen(r.host + 7) >= sizeof r.addr.sun_path ||
+	    r.host[7] == '@') {
+		return; // TCP (TLS), abstract sockets and odd addresses: the Go client
 	}
 	r.addr.sun_family = AF_UNIX;
 	strcpy(r.addr.sun_path, r.host + 7);

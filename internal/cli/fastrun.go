@@ -74,14 +74,16 @@ func fastRunJSONString(in []byte, key string) (string, bool) {
 	return C.GoStringN((*C.char)(out), C.int(n)), true
 }
 
-// fastRunWaitResult runs the C client's decoder of a wait answer.
-func fastRunWaitResult(in []byte) (code int64, msg string) {
+// fastRunWaitResult runs the C client's decoder of a wait answer; ok is false when it finds
+// the answer malformed.
+func fastRunWaitResult(in []byte) (code int64, msg string, ok bool) {
 	cin := C.CBytes(append(in, 0))
 	defer C.free(cin)
 	out := C.malloc(C.size_t(len(in) + 1))
 	defer C.free(out)
-	n := C.berth_fastrun_wait_result((*C.char)(cin), C.size_t(len(in)), (*C.char)(out), C.size_t(len(in)+1))
-	return int64(n), C.GoString((*C.char)(out))
+	var c C.long
+	r := C.berth_fastrun_wait_result((*C.char)(cin), C.size_t(len(in)), &c, (*C.char)(out), C.size_t(len(in)+1))
+	return int64(c), C.GoString((*C.char)(out)), r == 0
 }
 
 // fastRunReadAnswer reads one HTTP answer from fd with the C client's reader.

@@ -24,8 +24,8 @@ long berth_fastrun_request(int argc, char **args, char **envp, char *path, size_
 long berth_fastrun_json_string(const char *in, size_t n, const char *key, char *out, size_t out_max);
 
 // berth_fastrun_wait_result decodes a wait answer ({"StatusCode":N,"Error":{"Message":M}}):
-// it returns N (or -1 when malformed) and writes M (empty when none) to msg.
-long berth_fastrun_wait_result(const char *in, size_t n, char *msg, size_t msg_max);
+// it sets *code to N, writes M (empty when none) to msg and returns 0, or -1 when malformed.
+long berth_fastrun_wait_result(const char *in, size_t n, long *code, char *msg, size_t msg_max);
 
 // berth_fastrun_read_answer reads one HTTP answer from fd (the test's pipe) and writes its
 // body to body. It returns the status code, or -1 on a malformed or truncated answer.

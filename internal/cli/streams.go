@@ -80,14 +80,14 @@ func (c *cli) followTerminalSize(ctx context.Context, resize func(h, w uint) err
 	}()
 }
 
-// proxySignals forwards every signal the CLI receives to container id while the returned stop
+// proxySignals forwards the signals the CLI receives to container id while the returned stop
 // function has not been called, as docker's --sig-proxy does for a container without a TTY
 // (with one, ^C reaches the container through the terminal). The CLI itself then outlives a
-// ^C and exits with the container. SIGCHLD, SIGPIPE, SIGWINCH and SIGURG (the Go runtime's
-// preemption signal) are the CLI's own.
+// ^C and exits with the container. The CLI keeps its own (proxiedSignals); the C client
+// (fastrun.c, proxied) forwards the same ones.
 func proxySignals(ctx context.Context, cl *client.Client, id string) (stop func()) {
 	sigc := make(chan os.Signal, 64)
-	signal.Notify(sigc)
+	signal.Notify(sigc, proxiedSignals()...)
 	done := make(chan struct{})
 	go func() {
 		for {
@@ -95,11 +95,9 @@ func proxySignals(ctx context.Context, cl *client.Client, id string) (stop func(
 			case <-done:
 				return
 			case s := <-sigc:
-				n, ok := s.(syscall.Signal)
-				if !ok || n == syscall.SIGCHLD || n == syscall.SIGPIPE || n == syscall.SIGWINCH || n == syscall.SIGURG {
-					continue
+				if n, ok := s.(syscall.Signal); ok {
+					_, _ = cl.ContainerKill(ctx, id, client.ContainerKillOptions{Signal: strconv.Itoa(int(n))})
 				}
-				_, _ = cl.ContainerKill(ctx, id, client.ContainerKillOptions{Signal: strconv.Itoa(int(n))})
 			}
 		}
 	}()
@@ -107,4 +105,20 @@ func proxySignals(ctx context.Context, cl *client.Client, id string) (stop func(
 		signal.Stop(sigc)
 		close(done)
 	}
+}
+
+// proxiedSignals are the signals --sig-proxy forwards: all but the client's own (children,
+// a broken output pipe, which ends the client as it ends other tools, the window size, the Go
+// runtime's SIGURG), faults, and glibc's reserved real-time signals.
+func proxiedSignals() []os.Signal {
+	var sigs []os.Signal
+	for n := syscall.Signal(1); n < 65; n++ {
+		switch n {
+		case syscall.SIGKILL, syscall.SIGSTOP, syscall.SIGCHLD, syscall.SIGPIPE, syscall.SIGWINCH, syscall.SIGURG,
+			syscall.SIGSEGV, syscall.SIGBUS, syscall.SIGFPE, syscall.SIGILL, syscall.SIGTRAP, syscall.SIGSYS, 32, 33:
+			continue
+		}
+		sigs = append(sigs, n)
+	}
+	return sigs
 }

@@ -150,9 +150,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer lock.release()
-	if err := execRootOnTmpfs(cfg.ExecRoot, cfg.Logger); err != nil {
-		return err
-	}
+	execRootOnTmpfs(cfg.ExecRoot, cfg.Logger)
 
 	d, err := newDaemon(ctx, cfg)
 	if err != nil {

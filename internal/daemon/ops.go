@@ -318,8 +318,14 @@ func (d *Daemon) ContainerRemove(ctx context.Context, ref string, force, removeV
 	c.mu.Lock()
 	if c.rec.State.Status == mcontainer.StateRemoving {
 		c.mu.Unlock()
+		if force {
+			// Forced: the container is going, as asked (a --rm container's own removal).
+			return d.awaitRemoval(ctx, c, ref, removeVolumes)
+		}
 		return conflict(fmt.Sprintf("removal of container %s is already in progress", c.rec.ID))
 	}
+	// A --rm container's anonymous volumes go with it, whoever removes it.
+	removeVolumes = removeVolumes || c.rec.HostConfig.AutoRemove
 	if c.running() {
 		if !force {
 			status := c.rec.State.Status
@@ -361,7 +367,7 @@ func (d *Daemon) ContainerRemove(ctx context.Context, ref string, force, removeV
 	unmounted := make(chan error, 1)
 	go func() { unmounted <- snapshot.DetachAll(d.rootfsDir(id)) }()
 	// The runtime's state files go with the container's other files, after the reply.
-	rtLeft, _ := d.runtime().DeleteLater(ctx, id, true)
+	rtLeft, rtErr := d.runtime().DeleteLater(ctx, id, true)
 	<-netDone
 	unmountErr := <-unmounted
 	if unmountErr != nil {
@@ -393,17 +399,21 @@ func (d *Daemon) ContainerRemove(ctx context.Context, ref string, force, removeV
 	d.releaseMounts(ctx, &c.rec, removeVolumes)
 	close(c.removed)
 	d.events.Publish(events.ContainerEventType, events.ActionDestroy, id, ctrAttrs(&c.rec))
+	// The directories are reused only once nothing can use them: unmounted, and the runtime
+	// removed the cgroup, so no process of the container is left to hold a lazily detached
+	// mount of the writable layer.
+	reuse := unmountErr == nil && rtErr == nil
 	d.bg.Go(func() {
-		if unmountErr == nil {
-			rm.Purge() // or recycled
+		if reuse {
+			rm.Recycle()
 		} else {
-			rm.Delete() // never reuse a writable layer that may still be mounted
+			rm.Purge()
 		}
 		_ = os.RemoveAll(d.shimDir(id))
 		if rtLeft != "" {
 			_ = os.RemoveAll(rtLeft)
 		}
-		if unmountErr == nil && !d.recycleCtrDir(dir, id) {
+		if unmountErr == nil && !(reuse && d.recycleCtrDir(dir)) {
 			if err := os.RemoveAll(dir); err != nil {
 				d.log.Warn("remove container directory", "container", id, "err", err)
 			}

@@ -747,7 +747,8 @@ func (d *Daemon) handleExit(c *ctr, gen int, st shim.Status) {
 	}
 	c.mu.Unlock()
 	if autoRemove {
-		if err := d.ContainerRemove(context.Background(), rec.ID, true, true); err != nil && !errdefs.IsNotFound(err) {
+		// Not found or conflicting: a `rm -f` removed it first.
+		if err := d.ContainerRemove(context.Background(), rec.ID, true, true); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsConflict(err) {
 			d.log.Warn("auto-remove container", "container", rec.ID, "err", err)
 		}
 	}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -60,6 +61,19 @@ func TestFastRun(t *testing.T) {
 		d.mustBerth(t, nil, "rm", "-f", id)
 	}
 
+	// With its standard output closed the client must not hand the container's output to the
+	// daemon (the next connection would take descriptor 1).
+	body := `{"Image":"busybox","Cmd":["true"]}`
+	req := fmt.Sprintf(`printf 'POST /v1.51/containers/create?name=pwned HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s'`, len(body), body)
+	closed := exec.Command("sh", "-c", `exec "$0" "$@" >&-`, berthBin, "run", "--rm", "--network", "none", "busybox", "sh", "-c", req)
+	closed.Env = append(os.Environ(), "BERTH_HOST="+d.host)
+	if r := runCmd(t, closed, nil); r.code != 0 {
+		t.Errorf("run with stdout closed: %s", r)
+	}
+	if r := d.berth(t, nil, "inspect", "pwned"); r.code == 0 {
+		t.Fatal("the container's output reached the daemon as a request")
+	}
+
 	// The same command line makes the same container in both clients.
 	args := []string{"--network", "none", "-e", "A=1", "-l", "k=v", "--init", "--read-only", "busybox", "true"}
 	d.berthEnv(t, nil, append([]string{"run", "--name", "fast"}, args...)...)
@@ -107,12 +121,13 @@ func TestRecycledDirs(t *testing.T) {
 	d := startDaemon(t)
 	d.importBusybox(t, "busybox:latest")
 	d.mustBerth(t, nil, "run", "--rm", "--network", "none", "--hostname", "first", "--add-host", "old:10.9.9.9", "busybox",
-		"sh", "-c", "echo secret-output; echo x > /leak; mkdir -p /d/e; echo x > /etc/hosts")
+		"sh", "-c", "echo secret-output; echo x > /leak; mkdir -p /d/e; echo x > /etc/hosts; chmod 666 /etc/resolv.conf; chown 1:1 /etc/hostname; chmod 777 /")
 	d.waitSpares(t)
-	out := d.mustBerth(t, nil, "run", "--name", "second", "--network", "none", "busybox", "sh", "-c", "ls /leak /d 2>&1; cat /etc/hostname /etc/hosts")
+	out := d.mustBerth(t, nil, "run", "--name", "second", "--network", "none", "busybox", "sh", "-c",
+		"ls /leak /d 2>&1; cat /etc/hostname /etc/hosts; stat -c '%a %u' /etc/resolv.conf /etc/hostname /")
 	id := strings.TrimSpace(d.mustBerth(t, nil, "inspect", "-f", "{{.Id}}", "second"))
 	if strings.Contains(out, "secret") || strings.Contains(out, "old") || strings.Contains(out, "first") || !strings.Contains(out, id[:12]) ||
-		strings.Count(out, "No such file") != 2 || !strings.Contains(out, "localhost") {
+		strings.Count(out, "No such file") != 2 || !strings.Contains(out, "localhost") || !strings.HasSuffix(out, "644 0\n644 0\n755 0\n") {
 		t.Errorf("second container sees the first's leftovers:\n%s", out)
 	}
 	if logs := d.mustBerth(t, nil, "logs", "second"); logs != out {

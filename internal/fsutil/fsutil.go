@@ -4,9 +4,11 @@
 package fsutil
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -116,4 +118,54 @@ func SpreadSubdirs(dir string) {
 		return
 	}
 	_ = unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, int(flags|fsTopDirFlag))
+}
+
+// plainFlags are the inode flags a file or directory gets from the filesystem itself (ext4's
+// extents, huge file, inline data, directory index, casefold, top-of-hierarchy); any other
+// was set by someone (chattr).
+const plainFlags = 0x00080000 | 0x00040000 | 0x10000000 | 0x00001000 | 0x40000000 | fsTopDirFlag
+
+// Reset gives the file or directory f the owner uid:gid and the permission bits mode, removes
+// its extended attributes (ACLs included), and fails if it has inode flags someone set
+// (sync, append-only, immutable, no-dump...), which it cannot always clear. For reusing a file
+// that another container could change: its next user must find it as if new.
+func Reset(f *os.File, uid, gid int, mode os.FileMode) error {
+	fd := int(f.Fd())
+	if flags, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS); err == nil && flags&^plainFlags != 0 {
+		return fmt.Errorf("%s has inode flags %#x", f.Name(), flags)
+	}
+	if err := unix.Fchown(fd, uid, gid); err != nil {
+		return fmt.Errorf("reset %s: %w", f.Name(), err)
+	}
+	if err := unix.Fchmod(fd, uint32(mode.Perm())); err != nil {
+		return fmt.Errorf("reset %s: %w", f.Name(), err)
+	}
+	return clearXattrs(fd, f.Name())
+}
+
+// clearXattrs removes every extended attribute of the file open at fd.
+func clearXattrs(fd int, name string) error {
+	buf := make([]byte, 4096)
+	n, err := unix.Flistxattr(fd, buf)
+	if errors.Is(err, unix.ERANGE) {
+		if n, err = unix.Flistxattr(fd, nil); err == nil {
+			buf = make([]byte, n)
+			n, err = unix.Flistxattr(fd, buf)
+		}
+	}
+	if errors.Is(err, unix.ENOTSUP) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("list extended attributes of %s: %w", name, err)
+	}
+	for _, a := range strings.Split(string(buf[:n]), "\x00") {
+		if a == "" {
+			continue
+		}
+		if err := unix.Fremovexattr(fd, a); err != nil && !errors.Is(err, unix.ENODATA) {
+			return fmt.Errorf("remove extended attribute %s of %s: %w", a, name, err)
+		}
+	}
+	return nil
 }

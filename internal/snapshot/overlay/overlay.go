@@ -522,23 +522,25 @@ type Removal struct {
 	dir, orig string
 }
 
-// Purge deletes the removed snapshot's files, or empties its directory for reuse. They are
-// garbage once the transaction that forgot the snapshot committed, so Purge may run at any
-// later time; after a crash, Cleanup deletes them. The caller must have unmounted the
-// snapshot (a lazily detached mount counts once its last user is gone).
-func (r *Removal) Purge() {
+// Recycle empties the removed snapshot's directory for reuse by a later Prepare, or deletes it
+// (Purge) when it cannot be made as good as new or the pool is full. Like Purge it may run at
+// any time after the transaction committed. The caller must know that nothing uses the
+// snapshot any more: not only unmounted, but no process left that could hold a lazily
+// detached mount of it (overlayfs would let the next mount share the directories).
+func (r *Removal) Recycle() {
 	if r == nil {
 		return
 	}
 	if r.s.recycle(r.dir) {
 		return
 	}
-	r.Delete()
+	r.Purge()
 }
 
-// Delete deletes the removed snapshot's files, never recycling them (for a snapshot that may
-// still be mounted).
-func (r *Removal) Delete() {
+// Purge deletes the removed snapshot's files. They are garbage once the transaction that
+// forgot the snapshot committed, so Purge may run at any later time; after a crash, Cleanup
+// deletes them.
+func (r *Removal) Purge() {
 	if r == nil {
 		return
 	}
@@ -761,24 +763,37 @@ func (s *Snapshotter) recycle(dir string) bool {
 }
 
 // emptySnapshotDir leaves dir as makeDirs makes it, apart from fs's owner and mode (set on
-// reuse): an empty fs without extended attributes, and a work directory holding at most
-// overlayfs's own "work", emptied (overlayfs would replace a non-empty one at every mount). Other files in dir (the
+// reuse): an empty fs without extended attributes or inode flags (a container may set them on
+// its root directory; overlayfs keeps its own xattrs there too), and a work directory holding
+// at most overlayfs's own "work", emptied (it holds the "incompat/volatile" mark of a volatile
+// mount, which any later mount refuses). The deletions are made durable: after a host crash a
+// reused directory must not show the removed snapshot's files. Other files in dir (the
 // daemon's volatile-boot-id) stay: their users rewrite them.
 func emptySnapshotDir(dir string) error {
 	fsd, work := filepath.Join(dir, "fs"), filepath.Join(dir, "work")
+	ww := filepath.Join(work, "work")
 	if err := emptyDir(fsd, nil); err != nil {
 		return err
 	}
-	if err := clearXattrs(fsd); err != nil {
+	f, err := os.Open(fsd)
+	if err != nil {
+		return err
+	}
+	err = fsutil.Reset(f, 0, 0, 0o755)
+	f.Close()
+	if err != nil {
 		return err
 	}
 	if err := emptyDir(work, map[string]bool{"work": true}); err != nil {
 		return err
 	}
-	// overlayfs's work directory holds its "incompat/volatile" mark after a volatile mount,
-	// which any later mount refuses.
-	if err := emptyDir(filepath.Join(work, "work"), nil); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := emptyDir(ww, nil); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
+	}
+	for _, d := range []string{fsd, ww, work} {
+		if err := fsutil.SyncDir(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
 	}
 	return nil
 }
@@ -799,34 +814,6 @@ func emptyDir(dir string, keep map[string]bool) error {
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(dir, n)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// clearXattrs removes every extended attribute of path (a container may have set some on
-// its root directory; overlayfs's own live there too).
-func clearXattrs(path string) error {
-	buf := make([]byte, 4096)
-	n, err := unix.Llistxattr(path, buf)
-	if errors.Is(err, unix.ERANGE) {
-		if n, err = unix.Llistxattr(path, nil); err == nil {
-			buf = make([]byte, n)
-			n, err = unix.Llistxattr(path, buf)
-		}
-	}
-	if errors.Is(err, unix.ENOTSUP) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	for _, a := range strings.Split(string(buf[:n]), "\x00") {
-		if a == "" {
-			continue
-		}
-		if err := unix.Lremovexattr(path, a); err != nil && !errors.Is(err, unix.ENODATA) {
 			return err
 		}
 	}

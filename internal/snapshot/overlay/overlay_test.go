@@ -289,6 +289,21 @@ func TestWalkCallbackMayCallBack(t *testing.T) {
 	}
 }
 
+// recycle removes key and recycles its directory, as the daemon does for a removed container.
+func recycle(t *testing.T, s *Snapshotter, key string) {
+	t.Helper()
+	var rm *Removal
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		var err error
+		rm, err = s.RemoveTx(tx, key)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rm.Recycle()
+}
+
 // TestRecycle: a removed snapshot's directory comes back empty for the next Prepare, with the
 // owner and mode of its new parent and none of the old contents, attributes or overlayfs marks.
 func TestRecycle(t *testing.T) {
@@ -320,12 +335,13 @@ func TestRecycle(t *testing.T) {
 	if err := unix.Lsetxattr(up, "user.berth-test", []byte("old"), 0); err != nil && !errors.Is(err, unix.ENOTSUP) {
 		t.Fatal(err)
 	}
+	if err := os.Chown(up, 1000, 1000); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(filepath.Join(dir, "volatile-boot-id"), []byte("boot"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Remove(ctx, "c1"); err != nil {
-		t.Fatal(err)
-	}
+	recycle(t, s, "c1")
 	if d := snapshotDirs(t, root); len(d) != 1 || len(s.spares) != 1 {
 		t.Fatalf("directories after the removal: %v, spares %v", d, s.spares)
 	}
@@ -341,8 +357,8 @@ func TestRecycle(t *testing.T) {
 		}
 	}
 	var st unix.Stat_t
-	if err := unix.Stat(up2, &st); err != nil || st.Mode&0o7777 != 0o755 {
-		t.Errorf("reused fs mode %o, want 755", st.Mode&0o7777)
+	if err := unix.Stat(up2, &st); err != nil || st.Mode&0o7777 != 0o755 || st.Uid != 0 || st.Gid != 0 {
+		t.Errorf("reused fs: mode %o owner %d:%d, want 755 0:0", st.Mode&0o7777, st.Uid, st.Gid)
 	}
 	if n, _ := unix.Llistxattr(up2, make([]byte, 256)); n > 0 {
 		t.Errorf("reused fs keeps %d bytes of xattr names", n)
@@ -351,9 +367,7 @@ func TestRecycle(t *testing.T) {
 		t.Errorf("spares after reuse: %v", s.spares)
 	}
 	// A removed child of base comes back with base's mode.
-	if err := s.Remove(ctx, "c2"); err != nil {
-		t.Fatal(err)
-	}
+	recycle(t, s, "c2")
 	if _, err := s.Prepare(ctx, "c3", "base", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -361,10 +375,27 @@ func TestRecycle(t *testing.T) {
 	if err := unix.Stat(up3, &st); err != nil || st.Mode&0o7777 != 0o750 {
 		t.Errorf("reused fs mode %o, want the parent's 750", st.Mode&0o7777)
 	}
-	// A Cleanup keeps this process's spares; the next process deletes them.
-	if err := s.Remove(ctx, "c3"); err != nil {
-		t.Fatal(err)
+	// An upper directory with an inode flag someone set (here: synchronous updates) is not
+	// reused: the flag would carry over to the next container's files.
+	if f, err := os.Open(up3); err == nil {
+		flags, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS)
+		if err == nil {
+			err = unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, int(flags|0x8)) // FS_SYNC_FL
+		}
+		f.Close()
+		if err == nil {
+			recycle(t, s, "c3")
+			if len(s.spares) != 0 {
+				t.Errorf("a directory with inode flags was recycled")
+			}
+			if _, err := s.Prepare(ctx, "c3", "base", nil); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
+	// A plain Remove deletes; a Cleanup keeps this process's spares; the next process deletes
+	// them.
+	recycle(t, s, "c3")
 	if err := s.Cleanup(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -374,12 +405,18 @@ func TestRecycle(t *testing.T) {
 	if _, err := os.Stat(s.spares[0]); err != nil {
 		t.Errorf("Cleanup deleted a spare in use: %v", err)
 	}
-	if _, err := New(root, s.db); err != nil {
+	s2, err := New(root, s.db)
+	if err != nil {
 		t.Fatal(err)
 	}
-	entries, _ := os.ReadDir(filepath.Join(root, "snapshots"))
-	if len(entries) != 1 {
+	if entries, _ := os.ReadDir(filepath.Join(root, "snapshots")); len(entries) != 1 {
 		t.Errorf("after a new snapshotter's Cleanup: %d entries, want base's alone", len(entries))
+	}
+	if _, err := s2.Prepare(ctx, "c4", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Remove(ctx, "c4"); err != nil || len(s2.spares) != 0 {
+		t.Errorf("Remove recycled (%v): spares %v", err, s2.spares)
 	}
 }
 
