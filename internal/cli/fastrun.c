@@ -682,16 +682,17 @@ static int fill(struct conn *c) {
 	return r > 0;
 }
 
-// write_all writes to the client's output: a broken pipe there ends the client by SIGPIPE, as
-// it ends the Go client and other Unix tools; an output left non-blocking by whoever shares it
-// is waited for.
-static int write_all(int fd, const char *p, size_t n) {
+// put_all writes n bytes to fd. To the client's output (to_daemon false): a broken pipe ends
+// the client by SIGPIPE, as it ends the Go client and other Unix tools, and an output left
+// non-blocking by whoever shares it is waited for. To a connection to the daemon: a daemon
+// gone is an error (EPIPE), not a signal.
+static int put_all(int fd, const char *p, size_t n, bool to_daemon) {
 	while (n > 0) {
-		ssize_t w = write(fd, p, n);
+		ssize_t w = to_daemon ? send(fd, p, n, MSG_NOSIGNAL) : write(fd, p, n);
 		if (w < 0 && errno == EINTR) {
 			continue;
 		}
-		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+		if (w < 0 && !to_daemon && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			struct pollfd pfd = {.fd = fd, .events = POLLOUT};
 			(void)poll(&pfd, 1, -1);
 			continue;
@@ -705,22 +706,9 @@ static int write_all(int fd, const char *p, size_t n) {
 	return 0;
 }
 
-// send_all writes to a connection to the daemon: a daemon gone is an error (EPIPE), not a
-// signal.
-static int send_all(int fd, const char *p, size_t n) {
-	while (n > 0) {
-		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-		if (w < 0 && errno == EINTR) {
-			continue;
-		}
-		if (w <= 0) {
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
+static int write_all(int fd, const char *p, size_t n) { return put_all(fd, p, n, false); }
+
+static int send_all(int fd, const char *p, size_t n) { return put_all(fd, p, n, true); }
 
 struct head {
 	int status;

@@ -102,7 +102,7 @@ type Daemon struct {
 	// lastPrime is when primeCgroups last started a migration (Unix nanoseconds).
 	lastPrime atomic.Int64
 	// spareDirs are emptied directories of removed containers, reused by create (recycle.go).
-	spareDirs spareCtrDirs
+	spareDirs fsutil.Spares
 	// bootID is the kernel's ID of this boot (mountRootfs); nil if it could not be read.
 	bootID []byte
 	// bg tracks work left for after a reply (the files of removed containers); the daemon
@@ -228,6 +228,7 @@ func newDaemon(ctx context.Context, cfg Config) (*Daemon, error) {
 	d := &Daemon{cfg: cfg, log: cfg.Logger, db: db, events: events.New(), start: time.Now(), ctrs: newCtrIndex(), ctx: ctx}
 	d.shims = newShimPool(d)
 	d.premountTTL = premountExpiry
+	d.spareDirs.Max = maxSpareDirs
 	d.host = sync.OnceValue(linux.ProbeHost)
 	if d.bootID, err = readBootID(); err != nil {
 		d.log.Warn("boot id", "err", err)

@@ -3,8 +3,6 @@ package daemon
 import (
 	"os"
 	"path/filepath"
-	"strconv"
-	"sync"
 
 	"github.com/berth-dev/berth/internal/fsutil"
 	"golang.org/x/sys/unix"
@@ -23,19 +21,13 @@ import (
 // maxSpareDirs bounds the emptied container directories kept.
 const maxSpareDirs = 64
 
-type spareCtrDirs struct {
-	mu   sync.Mutex
-	dirs []string
-	seq  uint64
-}
-
 // etcFiles are the generated files a container directory holds.
 func etcFiles() []string { return []string{"hostname", "hosts", "resolv.conf"} }
 
 // makeCtrDir makes the directory of new container id, from a spare when there is one.
 func (d *Daemon) makeCtrDir(id string) error {
 	dir := d.ctrDir(id)
-	if spare := d.spareDirs.take(); spare != "" {
+	if spare := d.spareDirs.Take(); spare != "" {
 		if err := os.Rename(spare, dir); err == nil {
 			return nil
 		}
@@ -44,24 +36,12 @@ func (d *Daemon) makeCtrDir(id string) error {
 	return os.MkdirAll(filepath.Join(dir, "rootfs"), 0o700)
 }
 
-// recycleCtrDir empties the directory of removed container id (at dir, renamed aside, no
+// recycleCtrDir empties the directory of a removed container (at dir, renamed aside, no
 // longer mounted on and with no process of the container left) and keeps it as a spare. It
 // reports false when the caller must delete it: the pool is full, or dir holds something it
 // cannot make as good as new.
 func (d *Daemon) recycleCtrDir(dir string) bool {
-	p := &d.spareDirs
-	p.mu.Lock()
-	full := len(p.dirs) >= maxSpareDirs
-	p.seq++
-	spare := filepath.Join(d.cfg.Root, "containers", "spare-"+strconv.FormatUint(p.seq, 10))
-	p.mu.Unlock()
-	if full || emptyCtrDir(dir) != nil || os.Rename(dir, spare) != nil {
-		return false
-	}
-	p.mu.Lock()
-	p.dirs = append(p.dirs, spare)
-	p.mu.Unlock()
-	return true
+	return d.spareDirs.Keep(dir, filepath.Join(d.cfg.Root, "containers"), emptyCtrDir)
 }
 
 // emptyCtrDir leaves dir with an empty rootfs directory and the /etc files, emptied and as if
@@ -121,16 +101,4 @@ func resetFile(path string) error {
 		return err
 	}
 	return f.Sync()
-}
-
-func (p *spareCtrDirs) take() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := len(p.dirs)
-	if n == 0 {
-		return ""
-	}
-	s := p.dirs[n-1]
-	p.dirs = p.dirs[:n-1]
-	return s
 }

@@ -31,7 +31,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/berth-dev/berth/internal/fsutil"
@@ -71,9 +70,7 @@ type Snapshotter struct {
 	root string
 	db   *bolt.DB
 
-	spareMu  sync.Mutex
-	spares   []string // emptied directories of removed snapshots (spare-<n>), ready for reuse
-	spareSeq uint64
+	spares fsutil.Spares // emptied directories of removed snapshots, ready for reuse
 }
 
 var _ snapshot.Snapshotter = (*Snapshotter)(nil)
@@ -81,7 +78,7 @@ var _ snapshot.Snapshotter = (*Snapshotter)(nil)
 // New opens the snapshotter rooted at root (snapshots live in root/snapshots) with metadata in db,
 // and removes leftovers of interrupted operations (see Cleanup).
 func New(root string, db *bolt.DB) (*Snapshotter, error) {
-	s := &Snapshotter{root: root, db: db}
+	s := &Snapshotter{root: root, db: db, spares: fsutil.Spares{Max: maxSpares}}
 	if err := os.MkdirAll(s.snapshotsDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("overlay snapshotter: %w", err)
 	}
@@ -329,7 +326,7 @@ func (s *Snapshotter) createTx(tx *bolt.Tx, kind snapshot.Kind, key, parent stri
 // makeDirs creates the fs and work dirs of a new snapshot under a temporary name. The fs dir takes
 // its owner and mode from the nearest parent's: the overlay's root directory shows the upper dir's.
 func (s *Snapshotter) makeDirs(pids []uint64) (string, error) {
-	if tmp := s.takeSpare(); tmp != "" {
+	if tmp := s.spares.Take(); tmp != "" {
 		fsd := filepath.Join(tmp, "fs")
 		uid, gid, mode := 0, 0, uint32(0o755)
 		if len(pids) > 0 {
@@ -498,8 +495,14 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, labels map[s
 	return nil
 }
 
-// Remove implements snapshot.Snapshotter.
+// Remove implements snapshot.Snapshotter. The directory is deleted, never recycled: the
+// caller may not know that nothing uses the snapshot any more (see Removal.Recycle).
 func (s *Snapshotter) Remove(ctx context.Context, key string) error {
+	return s.remove(key, (*Removal).Purge)
+}
+
+// remove removes key in a transaction of its own and then disposes of its directory with done.
+func (s *Snapshotter) remove(key string, done func(*Removal)) error {
 	var rm *Removal
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		var err error
@@ -510,7 +513,7 @@ func (s *Snapshotter) Remove(ctx context.Context, key string) error {
 		rm.Rollback()
 		return fmt.Errorf("removing snapshot %q: %w", key, err)
 	}
-	rm.Purge()
+	done(rm)
 	return nil
 }
 
@@ -531,7 +534,7 @@ func (r *Removal) Recycle() {
 	if r == nil {
 		return
 	}
-	if r.s.recycle(r.dir) {
+	if r.s.spares.Keep(r.dir, r.s.snapshotsDir(), emptySnapshotDir) {
 		return
 	}
 	r.Purge()
@@ -698,11 +701,9 @@ func (s *Snapshotter) Cleanup(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("overlay snapshotter cleanup: %w", err)
 		}
-		s.spareMu.Lock()
-		for _, d := range s.spares {
-			known[filepath.Base(d)] = true
+		for _, n := range s.spares.Names() {
+			known[n] = true
 		}
-		s.spareMu.Unlock()
 		entries, err := os.ReadDir(s.snapshotsDir())
 		if err != nil {
 			return fmt.Errorf("overlay snapshotter cleanup: %w", err)
@@ -726,40 +727,6 @@ func (s *Snapshotter) Cleanup(ctx context.Context) error {
 		}
 		return nil
 	})
-}
-
-// takeSpare returns an emptied snapshot directory to reuse, or "". The oldest goes first, so
-// that the pool's directories, spread over the filesystem's inode groups, take turns.
-func (s *Snapshotter) takeSpare() string {
-	s.spareMu.Lock()
-	defer s.spareMu.Unlock()
-	if len(s.spares) == 0 {
-		return ""
-	}
-	d := s.spares[0]
-	s.spares = s.spares[1:]
-	return d
-}
-
-// recycle empties the directory of a removed snapshot and keeps it as a spare. It reports
-// false (and the caller deletes the directory) when the pool is full or the directory cannot
-// be made as good as new.
-func (s *Snapshotter) recycle(dir string) bool {
-	s.spareMu.Lock()
-	full := len(s.spares) >= maxSpares
-	s.spareSeq++
-	name := filepath.Join(s.snapshotsDir(), "spare-"+strconv.FormatUint(s.spareSeq, 10))
-	s.spareMu.Unlock()
-	if full || emptySnapshotDir(dir) != nil {
-		return false
-	}
-	if err := os.Rename(dir, name); err != nil {
-		return false
-	}
-	s.spareMu.Lock()
-	s.spares = append(s.spares, name)
-	s.spareMu.Unlock()
-	return true
 }
 
 // emptySnapshotDir leaves dir as makeDirs makes it, apart from fs's owner and mode (set on

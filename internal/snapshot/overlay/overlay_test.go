@@ -292,16 +292,9 @@ func TestWalkCallbackMayCallBack(t *testing.T) {
 // recycle removes key and recycles its directory, as the daemon does for a removed container.
 func recycle(t *testing.T, s *Snapshotter, key string) {
 	t.Helper()
-	var rm *Removal
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		var err error
-		rm, err = s.RemoveTx(tx, key)
-		return err
-	})
-	if err != nil {
+	if err := s.remove(key, (*Removal).Recycle); err != nil {
 		t.Fatal(err)
 	}
-	rm.Recycle()
 }
 
 // TestRecycle: a removed snapshot's directory comes back empty for the next Prepare, with the
@@ -342,8 +335,8 @@ func TestRecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	recycle(t, s, "c1")
-	if d := snapshotDirs(t, root); len(d) != 1 || len(s.spares) != 1 {
-		t.Fatalf("directories after the removal: %v, spares %v", d, s.spares)
+	if d := snapshotDirs(t, root); len(d) != 1 || s.spares.Len() != 1 {
+		t.Fatalf("directories after the removal: %v, spares %v", d, s.spares.Names())
 	}
 	// The next snapshot, with no parent, reuses the directory.
 	if _, err := s.Prepare(ctx, "c2", "", nil); err != nil {
@@ -363,8 +356,8 @@ func TestRecycle(t *testing.T) {
 	if n, _ := unix.Llistxattr(up2, make([]byte, 256)); n > 0 {
 		t.Errorf("reused fs keeps %d bytes of xattr names", n)
 	}
-	if len(s.spares) != 0 {
-		t.Errorf("spares after reuse: %v", s.spares)
+	if s.spares.Len() != 0 {
+		t.Errorf("spares after reuse: %v", s.spares.Names())
 	}
 	// A removed child of base comes back with base's mode.
 	recycle(t, s, "c2")
@@ -385,7 +378,7 @@ func TestRecycle(t *testing.T) {
 		f.Close()
 		if err == nil {
 			recycle(t, s, "c3")
-			if len(s.spares) != 0 {
+			if s.spares.Len() != 0 {
 				t.Errorf("a directory with inode flags was recycled")
 			}
 			if _, err := s.Prepare(ctx, "c3", "base", nil); err != nil {
@@ -399,10 +392,10 @@ func TestRecycle(t *testing.T) {
 	if err := s.Cleanup(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if len(s.spares) != 1 {
-		t.Fatalf("spares: %v", s.spares)
+	if s.spares.Len() != 1 {
+		t.Fatalf("spares: %v", s.spares.Names())
 	}
-	if _, err := os.Stat(s.spares[0]); err != nil {
+	if _, err := os.Stat(filepath.Join(root, "snapshots", s.spares.Names()[0])); err != nil {
 		t.Errorf("Cleanup deleted a spare in use: %v", err)
 	}
 	s2, err := New(root, s.db)
@@ -415,8 +408,8 @@ func TestRecycle(t *testing.T) {
 	if _, err := s2.Prepare(ctx, "c4", "", nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := s2.Remove(ctx, "c4"); err != nil || len(s2.spares) != 0 {
-		t.Errorf("Remove recycled (%v): spares %v", err, s2.spares)
+	if err := s2.Remove(ctx, "c4"); err != nil || s2.spares.Len() != 0 {
+		t.Errorf("Remove recycled (%v): spares %v", err, s2.spares.Names())
 	}
 }
 
