@@ -16,9 +16,8 @@ import (
 
 var errMalformedStream = errors.New("malformed multiplexed stream")
 
-// fastRunBuilt tells the tests that the C client (fastrun.c) is in this binary. It runs from a
-// constructor before the Go runtime; the wrappers below expose its parts to the tests.
-const fastRunBuilt = true
+// The C client (fastrun.c) runs from a constructor before the Go runtime; the wrappers below
+// expose its parts to the tests. Without cgo it is not built and every run goes to Go.
 
 // fastRunAPIVersion is the API version the C client puts in its paths.
 const fastRunAPIVersion = C.BERTH_FASTRUN_API_VERSION

@@ -76,12 +76,29 @@ func newTestDaemonCancel(t *testing.T) (*Daemon, context.CancelFunc) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	cgParent := "/" + filepath.Base(execRoot)
+	// Last of the cleanups: what the daemon's own cleanup (openTestDaemon) leaves.
+	t.Cleanup(func() {
+		_ = os.RemoveAll(execRoot)
+		testutil.RemoveCgroup(cgParent)
+	})
 	cfg := Config{Root: root, ExecRoot: execRoot, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Binary: bin, CgroupParent: cgParent}
 	// Kernel objects of this daemon get names of their own: test daemons run side by side.
 	tag := fmt.Sprintf("%04x", crc32.ChecksumIEEE([]byte(execRoot))&0xffff)
 	cfg.Bridge, cfg.BridgePrefix, cfg.NFTable = "bt"+tag, "b"+tag+"-", "berth-t"+tag
+	d, cancel := openTestDaemon(t, cfg, true)
+	if _, err := d.images.ImageImport(context.Background(), bytes.NewReader(testutil.BusyboxTar(t)), "busybox:latest", []string{`CMD ["sh"]`}, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	return d, cancel
+}
+
+// openTestDaemon starts a daemon on cfg; when the test ends its containers are removed (no
+// shim, mount or cgroup survives), its network is taken down if teardown is set (a daemon
+// reopened on another's root leaves that to the first), and it closes.
+func openTestDaemon(t *testing.T, cfg Config, teardown bool) (*Daemon, context.CancelFunc) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
 	d, err := newDaemon(ctx, cfg)
 	if err != nil {
 		cancel()
@@ -91,17 +108,14 @@ func newTestDaemonCancel(t *testing.T) (*Daemon, context.CancelFunc) {
 		for _, c := range d.ctrs.all() {
 			_ = d.ContainerRemove(context.Background(), c.rec.ID, true, true)
 		}
-		if err := d.net.Teardown(); err != nil {
-			t.Errorf("network teardown: %v", err)
+		if teardown {
+			if err := d.net.Teardown(); err != nil {
+				t.Errorf("network teardown: %v", err)
+			}
 		}
 		cancel()
 		d.close()
-		_ = os.RemoveAll(execRoot)
-		testutil.RemoveCgroup(cgParent)
 	})
-	if _, err := d.images.ImageImport(ctx, bytes.NewReader(testutil.BusyboxTar(t)), "busybox:latest", []string{`CMD ["sh"]`}, "", nil); err != nil {
-		t.Fatal(err)
-	}
 	return d, cancel
 }
 
@@ -323,29 +337,17 @@ func TestDaemonRestartKeepsContainers(t *testing.T) {
 	d.ctrs = newCtrIndex()
 }
 
-// stopMonitors makes a daemon forget its containers' shims as a killed daemon would: its
-// monitors stop (die cancels the context they wait with, so none of them records an exit or
-// removes a shim directory), the store closes, the containers keep running.
 // reopenDaemon starts a daemon on cfg's root, as after a crash of the one that had it (see
 // stopMonitors); it and its containers go when the test ends.
 func reopenDaemon(t *testing.T, cfg Config) *Daemon {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	d, err := newDaemon(ctx, cfg)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for _, c := range d.ctrs.all() {
-			_ = d.ContainerRemove(context.Background(), c.rec.ID, true, true)
-		}
-		cancel()
-		d.close()
-	})
+	d, _ := openTestDaemon(t, cfg, false)
 	return d
 }
 
+// stopMonitors makes a daemon forget its containers' shims as a killed daemon would: its
+// monitors stop (die cancels the context they wait with, so none of them records an exit or
+// removes a shim directory), the store closes, the containers keep running.
 func stopMonitors(d *Daemon, die context.CancelFunc) {
 	die()
 	for _, c := range d.ctrs.all() {
@@ -530,21 +532,6 @@ func TestAutoRemoveRestart(t *testing.T) {
 	}
 }
 
-// isMounted reports whether target is a mount point in this mount namespace.
-func isMounted(t *testing.T, target string) bool {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) > 4 && f[4] == target {
-			return true
-		}
-	}
-	return false
-}
-
 // TestFailedStartLeavesNothing: the network is set up while the root filesystem is mounted;
 // a start that fails on either side, or after both, leaves no mount and no network namespace.
 func TestFailedStartLeavesNothing(t *testing.T) {
@@ -576,7 +563,7 @@ func TestFailedStartLeavesNothing(t *testing.T) {
 		if err := d.ContainerStart(ctx, cr.ID); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Fatalf("%s: start = %v, want an error with %q", tc.name, err, tc.want)
 		}
-		if isMounted(t, d.rootfsDir(cr.ID)) {
+		if testutil.Mounted(t, d.rootfsDir(cr.ID)) {
 			t.Errorf("%s: root filesystem still mounted after a failed start", tc.name)
 		}
 		// The network manager's spares ("spare-*", made ahead of need) are not the container's.
@@ -707,7 +694,7 @@ func TestRestoreInterruptedStart(t *testing.T) {
 	stopMonitors(d, die)
 	d2 := reopenDaemon(t, cfg)
 	expectAdopted(t, d2, "started", pid)
-	if isMounted(t, d2.rootfsDir(cr.ID)) {
+	if testutil.Mounted(t, d2.rootfsDir(cr.ID)) {
 		t.Error("root filesystem of a created container still mounted after restart")
 	}
 	ins, err := d2.ContainerInspect(ctx, "mounted", false)
@@ -843,7 +830,7 @@ func TestPremount(t *testing.T) {
 	none := &mcontainer.HostConfig{NetworkMode: "none"}
 	waitMounted := func(id string, want bool) {
 		t.Helper()
-		for start := time.Now(); isMounted(t, d.rootfsDir(id)) != want; time.Sleep(10 * time.Millisecond) {
+		for start := time.Now(); testutil.Mounted(t, d.rootfsDir(id)) != want; time.Sleep(10 * time.Millisecond) {
 			if time.Since(start) > 10*time.Second {
 				t.Fatalf("%s: mounted is not %v", id, want)
 			}
@@ -878,7 +865,7 @@ func TestPremount(t *testing.T) {
 	if err := d.ContainerRemove(ctx, gone.ID, false, false); err != nil {
 		t.Fatal(err)
 	}
-	if isMounted(t, d.rootfsDir(gone.ID)) {
+	if testutil.Mounted(t, d.rootfsDir(gone.ID)) {
 		t.Fatal("root filesystem mounted after the removal")
 	}
 	// And the common case: run right after create.

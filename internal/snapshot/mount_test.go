@@ -4,7 +4,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/berth-dev/berth/internal/testutil"
@@ -31,20 +30,6 @@ func TestParseOptions(t *testing.T) {
 	if !slices.Equal(p.data, []string{"lowerdir=/a:/b", "index=off"}) {
 		t.Errorf("data %q", p.data)
 	}
-}
-
-func mounted(t *testing.T, target string) bool {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) > 4 && f[4] == target {
-			return true
-		}
-	}
-	return false
 }
 
 func TestBindMountReadOnlyAndIdempotentUnmount(t *testing.T) {
@@ -76,7 +61,7 @@ func TestBindMountReadOnlyAndIdempotentUnmount(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if mounted(t, target) {
+	if testutil.Mounted(t, target) {
 		t.Error("still mounted after UnmountAll")
 	}
 	if err := UnmountAll(filepath.Join(target, "does-not-exist")); err != nil {
@@ -98,7 +83,7 @@ func TestBindMountReadOnlyAndIdempotentUnmount(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if mounted(t, target) {
+	if testutil.Mounted(t, target) {
 		t.Error("still mounted after DetachAll")
 	}
 }
@@ -114,7 +99,7 @@ func TestMountAllFailureLeavesNothing(t *testing.T) {
 	if err == nil {
 		t.Fatal("want error")
 	}
-	if mounted(t, target) {
+	if testutil.Mounted(t, target) {
 		t.Error("first mount left behind after a failed MountAll")
 	}
 }

@@ -153,6 +153,21 @@ func BusyboxTar(t testing.TB) []byte {
 	return buf.Bytes()
 }
 
+// Mounted reports whether target is a mount point in this mount namespace.
+func Mounted(t testing.TB, target string) bool {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && f[4] == target {
+			return true
+		}
+	}
+	return false
+}
+
 // RemoveCgroup removes an (empty) cgroup at path relative to every hierarchy root, v1 and v2,
 // and relative to the test process's own cgroup in each hierarchy: the runtime nests a relative
 // cgroups path under its caller's cgroup, which is not the root on hosts (and CI sandboxes) that
